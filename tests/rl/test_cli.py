@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -13,12 +14,16 @@ from learnlr.rl import load_policy
 def test_rl_train_writes_a_loadable_policy(tmp_path, capsys):
     out = tmp_path / "policy"
     code = main(["rl", "train", "--timesteps", "64", "--n-envs", "1", "--n-steps", "64",
-                 "--seed", "3", "--out", str(out), "--no-progress"])
+                 "--seed", "3", "--reward", "area", "--max-change", "3", "--out", str(out),
+                 "--no-progress"])
     assert code == 0
     policy = load_policy(out)
-    assert policy.config.training["config"]["seed"] == 3
+    config = policy.config.training["config"]
+    assert config["seed"] == 3 and config["reward"] == "area"
+    assert policy.config.max_log_change == pytest.approx(math.log(3))
     assert policy.config.training["command"] == (
-        f"learnlr rl train --timesteps 64 --seed 3 --n-envs 1 --n-steps 64 --out {out}")
+        f"learnlr rl train --timesteps 64 --seed 3 --n-envs 1 --n-steps 64 --reward area "
+        f"--gamma 0.99 --max-change 3.0 --out {out}")
     assert "wrote" in capsys.readouterr().out
 
 

@@ -66,6 +66,32 @@ def test_reward_is_the_decrease_in_log_loss():
     assert reward > 0  # a fresh NMF run at a growing LR goes down
 
 
+def test_area_reward_sums_to_the_mean_log_improvement_of_the_run():
+    env = LRControlEnv("nmf", seed=2, budget_steps=40, steps_per_action=10, reward="area")
+    env.reset()
+    initial = env.loss
+    total, trunc = 0.0, False
+    while not trunc:
+        _, reward, _, trunc, _ = env.step(np.array([0.5], dtype=np.float32))
+        total += reward
+    assert len(env.history) == 40
+    expected = sum(math.log(initial / loss) for loss in env.history) / 40
+    assert total == pytest.approx(expected, rel=1e-12)
+    assert total > 0
+
+
+def test_a_benchmark_workload_name_builds_the_workload_env():
+    from learnlr.rl.workload_env import WorkloadLRControlEnv
+
+    env = LRControlEnv("digits-cnn", seed=0, optimizers="sgd", suite="tiny", budget_steps=20)
+    assert type(env) is WorkloadLRControlEnv
+    assert env.workloads == ("digits-cnn",) and env.optimizers == ("sgd",)
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=1)
+    assert obs.shape == (len(FEATURE_NAMES),)
+    assert type(LRControlEnv("nmf", seed=0, budget_steps=40)) is LRControlEnv
+
+
 def test_lr_is_clipped_to_the_stability_bound():
     env = LRControlEnv("nmf", seed=5, budget_steps=100, steps_per_action=5,
                        max_log_change=math.log(10.0))
@@ -117,6 +143,7 @@ def test_with_the_bound_the_same_greedy_policy_does_not_diverge():
         ({"budget_steps": 3, "steps_per_action": 5}, "budget_steps"),
         ({"max_log_change": 0.0}, "max_log_change"),
         ({"initial_lr_range": (0.5, 0.1)}, "initial_lr_range"),
+        ({"reward": "accuracy"}, "reward"),
     ],
 )
 def test_invalid_env_arguments_raise_value_error(kwargs, match):

@@ -10,7 +10,14 @@ import torch
 
 from learnlr.rl import PolicyConfig, RLScheduler, load_policy, save_policy
 from learnlr.rl.cloning import LRTrajectory, behaviour_clone, clone_dataset
-from learnlr.rl.evaluation import compare_on_instance, held_out_instances, summarize
+from learnlr.rl.evaluation import (
+    compare_on_instance,
+    drop_schedules,
+    held_out_instances,
+    oracle_steps,
+    run_schedule,
+    summarize,
+)
 from learnlr.rl.policy import export_sb3_policy
 from learnlr.rl.training import TrainConfig, load_actor_into_sb3, make_ppo, train_policy
 
@@ -109,6 +116,26 @@ def test_compare_on_instance_measures_steps_to_target():
             assert all(v > result.target for v in run.losses[:reached])
     summary = summarize([result])
     assert summary["instances"] == 1 and summary["divergences"]["step"] == 0
+
+
+def test_oracle_is_the_fewest_steps_over_drop_schedules_and_the_step_grid():
+    inst = held_out_instances(2)[1]
+    result = compare_on_instance(inst, None, budget=60)
+    best, name = oracle_steps(inst, result, budget=60)
+    assert best <= result.steps["step"]
+    drops = {}
+    for spec in drop_schedules():
+        run = run_schedule(inst, spec, 60)
+        reached = run.steps_to(result.target)
+        drops[spec.name] = 61 if reached is None or run.diverged else reached
+    assert len(drops) == 60
+    assert best == min(min(drops.values()), min(result.step_configs.values()))
+    assert name in drops or name in result.step_configs
+
+
+def test_training_config_rejects_an_unknown_reward():
+    with pytest.raises(ValueError, match="reward"):
+        TrainConfig(reward="accuracy")
 
 
 def test_best_store_trajectories_reads_the_benchmark_store(tmp_path):

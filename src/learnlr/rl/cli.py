@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``rl train`` and ``rl eval`` to the ``learnlr`` command."""
+    from learnlr.rl.env import REWARDS
     from learnlr.rl.training import TrainConfig
 
     rl = subparsers.add_parser("rl", help="train / evaluate RL learning-rate policies")
@@ -30,9 +32,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="parallel environments (default %(default)s)")
     train.add_argument("--n-steps", type=positive_int, default=defaults.n_steps,
                        help="PPO rollout length per environment (default %(default)s)")
+    train.add_argument("--reward", choices=REWARDS, default=defaults.reward,
+                       help="NMF reward: log_decrease (final loss), area (area under the "
+                            "log-loss curve) or area_final (their sum) (default %(default)s)")
+    train.add_argument("--gamma", type=float, default=defaults.gamma,
+                       help="PPO discount factor (default %(default)s)")
+    train.add_argument("--max-change", type=float, default=math.exp(defaults.max_log_change),
+                       help="largest LR factor per decision, > 1 (default %(default).1f)")
     train.add_argument("--bc", type=positive_int, default=None, metavar="N",
                        help="warm-start by behaviour cloning the best hand-made schedule on N "
                             "training instances, then fine-tune with PPO")
+    train.add_argument("--workloads", default="nmf", metavar="NAMES",
+                       help="'nmf' (default) or comma-separated benchmark workloads, e.g. "
+                            "digits-cnn,longtail-digits: one training run per episode")
+    train.add_argument("--optimizers", default="sgd,adamw", metavar="NAMES",
+                       help="benchmark workloads: comma-separated optimizer columns drawn per "
+                            "episode (default %(default)s)")
+    train.add_argument("--episode-steps", type=positive_int, default=None, metavar="N",
+                       help="benchmark workloads: optimizer steps per episode (default: each "
+                            "workload's quick-suite budget)")
+    train.add_argument("--base-lrs", type=Path, default=None, metavar="STORE",
+                       help="benchmark workloads: take each (workload, optimizer) base LR from "
+                            "this benchmark store (runs.sqlite of `learnlr bench --suite quick`); "
+                            "default: the centre of the suite's LR grid")
+    train.add_argument("--init", default=None, metavar="POLICY",
+                       help="warm start the actor from a policy: a shipped name ('nmf') or a "
+                            "path stem (fine-tuning)")
+    train.add_argument("--log-std-init", type=float, default=defaults.log_std_init,
+                       help="initial log std of the Gaussian action (default %(default)s)")
     train.add_argument("--out", type=Path, required=True,
                        help="path stem: writes OUT.safetensors and OUT.json")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -51,14 +78,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=_eval)
 
 
+def _log_change(factor: float) -> float:
+    if not (1 < factor <= math.exp(5)):
+        raise ValueError(f"--max-change must be in (1, {math.exp(5):.0f}], got {factor}")
+    return math.log(factor)
+
+
 def _train(args: argparse.Namespace) -> int:
     from learnlr.rl.policy import save_policy
     from learnlr.rl.training import TrainConfig, train_policy
 
     try:
+        workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
+        base_lrs = (_store_base_lrs(args.base_lrs, workloads, optimizers)
+                    if args.base_lrs is not None else {})
         config = TrainConfig(timesteps=args.timesteps, seed=args.seed, n_envs=args.n_envs,
                              n_steps=args.n_steps,
-                             batch_size=min(TrainConfig().batch_size, args.n_steps * args.n_envs))
+                             batch_size=min(TrainConfig().batch_size, args.n_steps * args.n_envs),
+                             reward=args.reward, gamma=args.gamma,
+                             max_log_change=_log_change(args.max_change),
+                             workloads=workloads, optimizers=optimizers,
+                             episode_steps=args.episode_steps, base_lrs=base_lrs,
+                             log_std_init=args.log_std_init)
+        if args.bc is not None and config.uses_benchmark_workloads:
+            raise ValueError("--bc clones hand-made NMF schedules; it needs --workloads nmf")
+        init = None
+        if args.init is not None:
+            from learnlr.rl.policy import load_policy
+            from learnlr.rl.scheduler import PRETRAINED, pretrained_path
+
+            init = load_policy(pretrained_path(args.init) if args.init in PRETRAINED
+                               else Path(args.init))
     except ValueError as exc:
         print(f"learnlr rl train: {exc}", file=sys.stderr)
         return 2
@@ -66,9 +117,11 @@ def _train(args: argparse.Namespace) -> int:
     # programmatically too; stored in the policy JSON as the command that retrains it.
     command = shlex.join(["learnlr", "rl", "train", "--timesteps", str(args.timesteps), "--seed",
                           str(args.seed), "--n-envs", str(args.n_envs), "--n-steps",
-                          str(args.n_steps)] + (["--bc", str(args.bc)] if args.bc else [])
-                         + ["--out", str(args.out)])
-    warm = None
+                          str(args.n_steps), "--reward", args.reward, "--gamma", str(args.gamma),
+                          "--max-change", str(args.max_change)]
+                         + (["--bc", str(args.bc)] if args.bc else [])
+                         + _workload_options(args) + ["--out", str(args.out)])
+    warm = init
     if args.bc is not None:
         from learnlr.rl.cloning import behaviour_clone, best_handmade_trajectories
 
@@ -80,6 +133,42 @@ def _train(args: argparse.Namespace) -> int:
     weights, meta = save_policy(network, args.out)
     print(f"wrote {weights} and {meta}")
     return 0
+
+
+def _workload_options(args: argparse.Namespace) -> list[str]:
+    """The non-default deep-workload options of ``rl train``, for the recorded command."""
+    out: list[str] = []
+    if args.workloads != "nmf":
+        out += ["--workloads", args.workloads, "--optimizers", args.optimizers]
+        if args.episode_steps is not None:
+            out += ["--episode-steps", str(args.episode_steps)]
+        if args.base_lrs is not None:
+            out += ["--base-lrs", str(args.base_lrs)]
+    if args.init is not None:
+        out += ["--init", args.init]
+    if args.log_std_init != -0.5:
+        out += ["--log-std-init", str(args.log_std_init)]
+    return out
+
+
+def _store_base_lrs(store_path: Path, workloads: list[str],
+                    optimizers: list[str]) -> dict[str, float]:
+    """``"workload/optimizer" -> base LR`` chosen by the quick suite's protocol in a store."""
+    from learnlr.bench.store import ExperimentStore
+    from learnlr.bench.workloads import WORKLOADS
+
+    if not store_path.is_file():
+        raise ValueError(f"--base-lrs: {str(store_path)!r} is not a file")
+    out: dict[str, float] = {}
+    with ExperimentStore(store_path) as store:
+        for w in workloads:
+            if w not in WORKLOADS:
+                continue  # TrainConfig reports unknown names
+            for o in optimizers:
+                lr = store.base_lr(w, o, WORKLOADS[w].budget_steps["quick"])
+                if lr is not None:
+                    out[f"{w}/{o}"] = lr
+    return out
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -3,9 +3,13 @@
 Observation: :data:`learnlr.rl.features.FEATURE_NAMES` (log loss, fast/slow smoothed deltas of
 the log loss, loss variance over a window, gradient norm, LR relative to the stability bound,
 budget fraction). Action: one number ``a`` in ``[-1, 1]``; the LR becomes
-``lr * exp(a * max_log_change)`` and is then clipped to ``[min_relative_lr, 1] x bound``. Reward:
-the decrease of the log loss over the ``steps_per_action`` SGD steps of the action; a divergence
-ends the episode with ``-divergence_penalty``. Truncation by budget.
+``lr * exp(a * max_log_change)`` and is then clipped to ``[min_relative_lr, 1] x bound``. Reward
+(``reward=``): ``"log_decrease"``, the decrease of the log loss over the ``steps_per_action`` SGD
+steps of the action (the return is ``log(L0 / L_T)``: final loss only), or ``"area"``, the mean of
+``log(L0 / L_t)`` over those steps times ``steps_per_action / budget_steps`` (the return is the
+run's average log improvement: the area under the log-loss curve, so reaching a low loss *early*
+pays), or ``"area_final"``, their sum (early progress and the final loss both count). A
+divergence ends the episode with ``-divergence_penalty``. Truncation by budget.
 
 Compared with DACBench's ``SGDEnv`` (see ``docs/rl.md``): same idea (episode = one training run,
 action = learning rate), but our action is a bounded *multiplicative* change in log space rather
@@ -30,8 +34,11 @@ from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
 
 __all__ = ["WORKLOADS", "LRControlEnv", "NMFInstanceDistribution", "NMFInstance"]
 
+REWARDS = ("log_decrease", "area", "area_final")
+"""Reward definitions (see the module docstring)."""
 WORKLOADS = ("nmf",)
-"""Workloads the environment can run (benchmark workloads are a later step; see docs/rl.md)."""
+"""Workloads this class runs itself; any other name (or list of names) is a benchmark workload,
+for which ``LRControlEnv(...)`` builds a :class:`learnlr.rl.workload_env.WorkloadLRControlEnv`."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +92,12 @@ class NMFInstanceDistribution:
 class LRControlEnv(gym.Env):
     """Learning-rate control as a gymnasium environment.
 
+    ``LRControlEnv(workload="digits-cnn", ...)`` (any benchmark workload name, or a list of them)
+    returns a :class:`learnlr.rl.workload_env.WorkloadLRControlEnv` built with the same
+    keyword arguments: one episode is then one training run of that workload.
+
     Args:
-        workload: only ``"nmf"`` for now.
+        workload: ``"nmf"``, or benchmark workload name(s) (see above).
         seed: seeds the instance stream (``reset(seed=...)`` overrides it).
         budget_steps: SGD steps per episode.
         steps_per_action: SGD steps between two decisions.
@@ -99,6 +110,8 @@ class LRControlEnv(gym.Env):
         feature_window: losses in the variance feature.
         clip_to_bound: clip the LR to the stability bound (``False`` is an ablation: the LR is
             then only capped at ``1e6`` x the initial bound, so runs can diverge).
+        reward: ``"log_decrease"`` (final loss), ``"area"`` (area under the log-loss curve) or
+            ``"area_final"`` (their sum).
 
     Example:
         >>> env = LRControlEnv("nmf", seed=0, budget_steps=40)
@@ -108,6 +121,14 @@ class LRControlEnv(gym.Env):
     """
 
     metadata = {"render_modes": []}
+
+    def __new__(cls, workload: Any = "nmf", seed: int | None = None, **kwargs: Any) -> Any:
+        if cls is LRControlEnv and workload not in WORKLOADS:
+            from learnlr.rl.workload_env import WorkloadLRControlEnv
+
+            # Not an LRControlEnv instance, so Python does not call __init__ on it again.
+            return WorkloadLRControlEnv(workload, seed=seed, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -124,6 +145,7 @@ class LRControlEnv(gym.Env):
         divergence_penalty: float = 10.0,
         feature_window: int = 10,
         clip_to_bound: bool = True,
+        reward: str = "log_decrease",
     ) -> None:
         super().__init__()
         if workload not in WORKLOADS:
@@ -138,6 +160,8 @@ class LRControlEnv(gym.Env):
             raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
         if not (0 < min_relative_lr < 1):
             raise ValueError(f"min_relative_lr must be in (0, 1), got {min_relative_lr}")
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {list(REWARDS)}, got {reward!r}")
         lo, hi = initial_lr_range
         if not (0 < lo <= hi <= 1):
             raise ValueError(f"initial_lr_range must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}")
@@ -152,6 +176,7 @@ class LRControlEnv(gym.Env):
         self.divergence_penalty = divergence_penalty
         self.feature_window = feature_window
         self.clip_to_bound = clip_to_bound
+        self.reward = reward
         self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT, (ObservationBuilder.dim,),
                                                 dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
@@ -198,6 +223,7 @@ class LRControlEnv(gym.Env):
         a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
         self.lr = self._clip_lr(self.lr * math.exp(a * self.max_log_change), self.bound)
         log_before = math.log(self.loss)
+        area = 0.0
         grad_norm = 0.0
         diverged = False
         for _ in range(self.steps_per_action):
@@ -211,6 +237,7 @@ class LRControlEnv(gym.Env):
             if not math.isfinite(record.loss) or record.loss > 1e3 * self.initial_loss:
                 diverged = True
                 break
+            area += math.log(self.initial_loss / record.loss)
         self.loss = self.nmf.loss()
         if not math.isfinite(self.loss) or self.loss > 1e3 * self.initial_loss:
             diverged = True
@@ -219,7 +246,11 @@ class LRControlEnv(gym.Env):
             return obs, -self.divergence_penalty, True, False, self._info(diverged=True)
         self.bound = self.nmf.stability_bound()
         self.lr = self._clip_lr(self.lr, self.bound)
-        reward = log_before - math.log(self.loss)
+        reward = 0.0
+        if self.reward in ("area", "area_final"):
+            reward += area / self.budget_steps
+        if self.reward in ("log_decrease", "area_final"):
+            reward += log_before - math.log(self.loss)
         truncated = self.steps_done >= self.budget_steps
         obs = self.features.observe(self.loss, grad_norm, self.lr, self.bound,
                                     self.steps_done / self.budget_steps)

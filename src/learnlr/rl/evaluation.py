@@ -27,6 +27,8 @@ __all__ = [
     "InstanceResult",
     "held_out_instances",
     "handmade_schedules",
+    "drop_schedules",
+    "oracle_steps",
     "run_schedule",
     "compare_on_instance",
     "summarize",
@@ -68,6 +70,48 @@ def handmade_schedules(budget: int) -> list[ScheduleSpec]:
     specs.append(ScheduleSpec("greedy", "greedy", 0.5,
                               lambda o, _n: GreedyLR(o, window=10, patience=10)))
     return specs
+
+
+DROP_TIMES = (5, 10, 15, 20, 30, 40, 60, 80, 100, 150)
+"""Drop steps of :func:`drop_schedules` (dense early, where adaptive timing could win)."""
+DROP_FACTORS = (0.03, 0.1, 0.3)
+"""LR multipliers after the drop in :func:`drop_schedules`."""
+
+
+def drop_schedules() -> list[ScheduleSpec]:
+    """60 open-loop "one drop" schedules: lr0 in {0.5, 1} x bound, multiplied by ``g`` at ``t``.
+
+    An *oracle* family for headroom studies: with the instance's noise stream fixed, any
+    closed-loop schedule (GreedyLR, a policy) realises one open-loop LR sequence, so the best of
+    a rich open-loop family per instance estimates the best steps-to-target any schedule can get.
+    """
+    specs = []
+    for lr0 in (0.5, 1.0):
+        for t in DROP_TIMES:
+            for g in DROP_FACTORS:
+                specs.append(ScheduleSpec(
+                    f"drop(lr0={lr0},at={t},x{g})", "drop", lr0,
+                    lambda o, _n, t=t, g=g: torch.optim.lr_scheduler.LambdaLR(
+                        o, lambda s: 1.0 if s < t else g)))
+    return specs
+
+
+def oracle_steps(instance: NMFInstance, result: InstanceResult, budget: int = 400
+                 ) -> tuple[int, str]:
+    """Fewest steps to ``result.target`` over :func:`drop_schedules` and the step-decay grid.
+
+    Returns ``(steps, name)``; ``budget + 1`` and ``""`` when no schedule reaches the target.
+    """
+    best, name = budget + 1, ""
+    for config, steps in result.step_configs.items():
+        if steps < best:
+            best, name = steps, config
+    for spec in drop_schedules():
+        run = run_schedule(instance, spec, budget)
+        reached = None if run.diverged else run.steps_to(result.target)
+        if reached is not None and reached < best:
+            best, name = reached, spec.name
+    return best, name
 
 
 def learned_schedule(policy: PolicyNetwork, budget: int, lr_fraction: float = 1.0) -> ScheduleSpec:

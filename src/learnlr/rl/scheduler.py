@@ -17,7 +17,7 @@ from learnlr.rl.policy import PolicyNetwork, load_policy
 
 __all__ = ["PRETRAINED", "RLScheduler", "pretrained_path"]
 
-PRETRAINED = ("nmf",)
+PRETRAINED = ("nmf", "deep")
 """Names of the policies shipped in ``learnlr/rl/pretrained/``."""
 _STATE_VERSION = 1
 

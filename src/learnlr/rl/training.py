@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learnlr.rl.env import LRControlEnv
+from learnlr.rl.env import REWARDS, LRControlEnv
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
 
 __all__ = ["TrainConfig", "load_actor_into_sb3", "make_ppo", "train_policy"]
@@ -53,6 +53,22 @@ class TrainConfig:
     """Largest LR change per decision, in log space."""
     min_relative_lr: float = 1e-2
     """LR floor as a fraction of the stability bound (deeper decay only stalls the run)."""
+    workloads: list[str] = field(default_factory=lambda: ["nmf"])
+    """``["nmf"]``: train on :class:`LRControlEnv`; benchmark workload names: train on
+    :class:`learnlr.rl.workload_env.WorkloadLRControlEnv` (one drawn per episode)."""
+    optimizers: list[str] = field(default_factory=lambda: ["sgd", "adamw"])
+    """Benchmark workloads only: optimizer columns drawn per episode."""
+    episode_steps: int | None = None
+    """Benchmark workloads only: optimizer steps per episode (None = the suite's budgets)."""
+    suite: str = "quick"
+    """Benchmark workloads only: budget key and base-LR grid."""
+    base_lrs: dict[str, float] = field(default_factory=dict)
+    """Benchmark workloads only: ``"workload/optimizer" -> base LR`` (others: grid centre)."""
+    terminal_weight: float = 1.0
+    """Benchmark workloads only: weight of the terminal validation-loss reward."""
+    reward: str = "log_decrease"
+    """NMF reward: ``"log_decrease"`` (final loss), ``"area"`` (area under the log-loss curve)
+    or ``"area_final"`` (their sum); see :class:`learnlr.rl.env.LRControlEnv`."""
 
     def __post_init__(self) -> None:
         for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "budget_steps",
@@ -64,25 +80,68 @@ class TrainConfig:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if not (self.learning_rate > 0):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not self.workloads or ("nmf" in self.workloads and len(self.workloads) > 1):
+            raise ValueError("workloads must be ['nmf'] or benchmark workload names (not mixed), "
+                             f"got {self.workloads}")
+        if self.episode_steps is not None and (not isinstance(self.episode_steps, int)
+                                               or self.episode_steps <= self.steps_per_action):
+            raise ValueError(f"episode_steps must be None or an integer > steps_per_action, "
+                             f"got {self.episode_steps!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {list(REWARDS)}, got {self.reward!r}")
+        if self.uses_benchmark_workloads:
+            self.make_env_kwargs()  # raises ValueError for unknown names and bad base LRs
+
+    @property
+    def uses_benchmark_workloads(self) -> bool:
+        """True when episodes are benchmark training runs rather than NMF instances."""
+        return self.workloads != ["nmf"]
+
+    def make_env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`WorkloadLRControlEnv` for these settings (validated)."""
+        from learnlr.rl.workload_env import WorkloadLRControlEnv
+
+        base_lrs: dict[tuple[str, str], float] = {}
+        for key, value in self.base_lrs.items():
+            workload, sep, optimizer = key.partition("/")
+            if not sep:
+                raise ValueError(f"base_lrs keys must be 'workload/optimizer', got {key!r}")
+            base_lrs[(workload, optimizer)] = float(value)
+        kwargs: dict[str, Any] = {
+            "workloads": list(self.workloads), "optimizers": list(self.optimizers),
+            "suite": self.suite, "budget_steps": self.episode_steps,
+            "base_lr": base_lrs or None, "steps_per_action": self.steps_per_action,
+            "max_log_change": self.max_log_change, "min_relative_lr": self.min_relative_lr,
+            "terminal_weight": self.terminal_weight,
+        }
+        WorkloadLRControlEnv(**kwargs)  # validation only: builds no data until reset()
+        return kwargs
 
     def policy_config(self, training: dict[str, Any] | None = None) -> PolicyConfig:
         """The :class:`PolicyConfig` matching these settings."""
         return PolicyConfig(hidden_sizes=list(self.hidden_sizes), activation="tanh",
                             steps_per_action=self.steps_per_action,
                             max_log_change=self.max_log_change,
-                            min_relative_lr=self.min_relative_lr, training=training or {})
+                            min_relative_lr=self.min_relative_lr,
+                            workload=",".join(self.workloads), training=training or {})
 
 
 def make_ppo(config: TrainConfig) -> Any:
-    """An SB3 PPO model on ``n_envs`` seeded :class:`LRControlEnv` copies."""
+    """An SB3 PPO model on ``n_envs`` seeded :class:`LRControlEnv` copies (or
+    :class:`~learnlr.rl.workload_env.WorkloadLRControlEnv` for benchmark workloads)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     env_kwargs = {"workload": "nmf", "budget_steps": config.budget_steps,
                   "steps_per_action": config.steps_per_action,
                   "max_log_change": config.max_log_change,
-                  "min_relative_lr": config.min_relative_lr}
-    vec_env = make_vec_env(LRControlEnv, n_envs=config.n_envs, seed=config.seed,
+                  "min_relative_lr": config.min_relative_lr, "reward": config.reward}
+    env_class: Any = LRControlEnv
+    if config.uses_benchmark_workloads:
+        from learnlr.rl.workload_env import WorkloadLRControlEnv
+
+        env_class, env_kwargs = WorkloadLRControlEnv, config.make_env_kwargs()
+    vec_env = make_vec_env(env_class, n_envs=config.n_envs, seed=config.seed,
                            env_kwargs=env_kwargs)
     policy_kwargs = {"net_arch": {"pi": list(config.hidden_sizes), "vf": list(config.hidden_sizes)},
                      "activation_fn": nn.Tanh, "log_std_init": config.log_std_init}

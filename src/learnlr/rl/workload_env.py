@@ -1,0 +1,375 @@
+"""``WorkloadLRControlEnv``: one episode = one training run of a benchmark workload.
+
+The deep-network counterpart of :class:`learnlr.rl.env.LRControlEnv` (NMF). An episode trains
+one :mod:`learnlr.bench` workload (drawn per episode from ``workloads``) with one optimizer
+(drawn from ``optimizers``) exactly the way the benchmark runner does
+(:func:`learnlr.bench.runner.run_cell`: ``batch`` -> ``zero_grad`` -> ``loss`` -> ``backward``
+-> ``step``), while the agent controls the learning rate with the *same* contract as
+:class:`learnlr.rl.scheduler.RLScheduler` without a stability bound:
+
+* **Decision timing.** ``RLScheduler`` decides on its calls 0, K, 2K, ... (K =
+  ``steps_per_action``), i.e. right after optimizer steps 0, K, 2K, ... (0-based). So
+  :meth:`reset` runs step 0 at the base LR and returns the first observation; every
+  :meth:`step` applies the action and runs the next K optimizer steps (fewer at the end of
+  the budget) and observes after the last of them.
+* **Action.** ``a`` in ``[-1, 1]``; ``lr <- lr * exp(a * max_log_change)``, clipped to
+  ``[min_relative_lr, max_lr_factor] x base LR`` (the LR is written back as
+  ``lr * (new / lr)``, bit for bit what ``RLScheduler`` does).
+* **Observation.** :class:`learnlr.rl.features.ObservationBuilder` with the training loss of
+  the step, the gradient norm read from the optimizer's ``.grad`` tensors, the LR relative to
+  the base LR, and ``step_index / budget`` as the budget fraction.
+
+A policy trained here therefore produces the identical LR trajectory when it runs as
+``RLScheduler`` inside the benchmark (tested in ``tests/rl/test_workload_env.py``).
+
+**Reward.** The benchmark's objective is the final validation loss, but one number per run is a
+sparse signal. Each decision is rewarded with the decrease of the log of the *mean* training
+loss over its window: ``log(mean(previous window)) - log(mean(this window))`` (the first
+"window" is step 0's loss), which telescopes to ``log(loss_0 / mean(last window))``. At the end
+of the budget the validation loss is evaluated once and ``terminal_weight * log(val_0 /
+val_T)`` is added (``val_0``: the untrained model, evaluated at :meth:`reset`); only two
+evaluations per episode, so training stays cheap. The end of the budget *terminates* the
+episode (the run is over; the budget fraction is part of the observation). A divergence (a
+non-finite training loss, or one above ``1e3 x`` step 0's loss, or a non-finite final
+validation loss) ends the episode with ``-divergence_penalty``.
+
+**Base LR.** ``base_lr=None`` (default) uses the centre of the suite's base-LR grid
+(:meth:`learnlr.bench.suites.Suite.lr_grid`: SGD 0.1, AdamW 3e-3, Adagrad 3e-2); ``"grid"``
+draws one grid point per episode; a float is used for every run; a mapping
+``{(workload, optimizer): lr}`` (e.g. the LRs the suite protocol chose, from a benchmark store)
+is used where it has an entry, the grid centre elsewhere.
+
+**Determinism.** Each episode draws its workload, optimizer, base LR (``"grid"``) and workload
+seed (from ``range(data_seeds)``; workloads cache their data split per seed) from
+``self.np_random``; the workload seed then fixes the data split, the initial weights and the
+batch generator (as in ``run_cell``). Same ``reset(seed=...)``, same episode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
+
+__all__ = ["WorkloadLRControlEnv", "default_base_lr", "grad_norm_of"]
+
+LOSS_FLOOR = 1e-4
+"""In the reward's logarithms a loss counts as at least this fraction of the run's first loss
+(training) or of the untrained model's validation loss: a loss of exactly 0 (a small data set
+fitted perfectly) stays finite and one window cannot earn more than log(1e4)."""
+BaseLR = float | str | Mapping[tuple[str, str], float] | None
+
+
+def grad_norm_of(optimizer: torch.optim.Optimizer) -> float:
+    """Global gradient norm over the optimizer's parameters, computed as ``RLScheduler`` does."""
+    total = 0.0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                total += float(p.grad.detach().pow(2).sum())
+    return math.sqrt(total)
+
+
+def default_base_lr(optimizer: str, suite: str = "quick") -> float:
+    """Centre of ``suite``'s base-LR grid for ``optimizer`` (SGD 0.1, AdamW 3e-3 for quick)."""
+    from learnlr.bench.suites import SUITES
+
+    grid = SUITES[suite].lr_grid(optimizer)
+    return float(grid[len(grid) // 2])
+
+
+def _log(x: float, floor: float) -> float:
+    """log with a floor: a loss can reach exactly 0 (a perfectly fitted small data set)."""
+    return math.log(max(x, floor, 1e-30))
+
+
+def _names(value: str | Sequence[str], what: str) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"{what} must be a non-empty name or sequence of names, got {value!r}")
+    return names
+
+
+class WorkloadLRControlEnv(gym.Env):
+    """Learning-rate control of a benchmark workload's training run, as a gymnasium env.
+
+    Args:
+        workloads: a workload name or names (``learnlr list``); one is drawn per episode.
+        optimizers: optimizer column name(s) (``sgd`` = SGD momentum 0.9, ``adamw``,
+            ``adagrad``; built by :func:`learnlr.bench.schedules.make_optimizer`); one per
+            episode.
+        seed: seeds the episode stream (``reset(seed=...)`` overrides it).
+        suite: budget key (``"tiny"``, ``"quick"``, ``"full"``) for each workload's budget and
+            for the base-LR grid.
+        budget_steps: if given, every episode runs this many optimizer steps instead of the
+            workload's suite budget (short episodes for tests and cheap training).
+        base_lr: see the module docstring (None = grid centre, ``"grid"``, float, or mapping).
+        steps_per_action: optimizer steps between two decisions (the policy's K).
+        max_log_change: the largest LR change per decision is ``exp(max_log_change)``.
+        min_relative_lr: LR floor as a fraction of the base LR.
+        max_lr_factor: LR ceiling as a multiple of the base LR (``RLScheduler``'s default 10).
+        feature_window: losses in the variance feature.
+        terminal_weight: weight of the terminal ``log(val_0 / val_T)`` reward (0 disables the
+            two evaluations).
+        divergence_penalty: reward when a run diverges (the episode then ends).
+        data_seeds: workload seeds are drawn from ``range(data_seeds)``.
+
+    Example:
+        >>> env = WorkloadLRControlEnv("digits-cnn", "sgd", seed=0, budget_steps=20)
+        >>> obs, info = env.reset()
+        >>> obs.shape, info["workload"]
+        ((7,), 'digits-cnn')
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        workloads: str | Sequence[str] = "digits-cnn",
+        optimizers: str | Sequence[str] = ("sgd", "adamw"),
+        seed: int | None = None,
+        *,
+        suite: str = "quick",
+        budget_steps: int | None = None,
+        base_lr: BaseLR = None,
+        steps_per_action: int = 10,
+        max_log_change: float = math.log(2.0),
+        min_relative_lr: float = 1e-2,
+        max_lr_factor: float = 10.0,
+        feature_window: int = 10,
+        terminal_weight: float = 1.0,
+        divergence_penalty: float = 10.0,
+        data_seeds: int = 16,
+    ) -> None:
+        super().__init__()
+        from learnlr.bench.schedules import OPTIMIZERS
+        from learnlr.bench.suites import SUITES
+        from learnlr.bench.workloads import WORKLOADS
+
+        self.workloads = _names(workloads, "workloads")
+        self.optimizers = _names(optimizers, "optimizers")
+        for name in self.workloads:
+            if name == "nmf":
+                raise ValueError("workload 'nmf' runs in learnlr.rl.env.LRControlEnv; valid "
+                                 f"workloads here: {sorted(WORKLOADS)}")
+            if name not in WORKLOADS:
+                raise ValueError(f"workload {name!r} is unknown; valid workloads: 'nmf' "
+                                 f"(LRControlEnv) or the benchmark's {sorted(WORKLOADS)}")
+        for name in self.optimizers:
+            if name not in OPTIMIZERS:
+                raise ValueError(f"optimizer {name!r} is unknown; valid optimizers: "
+                                 f"{sorted(OPTIMIZERS)}")
+        if suite not in SUITES:
+            raise ValueError(f"suite must be one of {sorted(SUITES)}, got {suite!r}")
+        if not isinstance(steps_per_action, int) or steps_per_action < 1:
+            raise ValueError(f"steps_per_action must be an integer >= 1, got {steps_per_action!r}")
+        budgets = {}
+        for name in self.workloads:
+            budget = WORKLOADS[name].budget_steps[suite] if budget_steps is None else budget_steps
+            if not isinstance(budget, int) or budget <= steps_per_action:
+                raise ValueError(f"budget_steps must be an integer > steps_per_action "
+                                 f"({steps_per_action}), got {budget!r} for {name!r}")
+            budgets[name] = budget
+        if not (0 < max_log_change <= 5):
+            raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
+        if not (0 < min_relative_lr < 1):
+            raise ValueError(f"min_relative_lr must be in (0, 1), got {min_relative_lr}")
+        if not (max_lr_factor >= 1 and math.isfinite(max_lr_factor)):
+            raise ValueError(f"max_lr_factor must be a finite value >= 1, got {max_lr_factor}")
+        if not (terminal_weight >= 0 and math.isfinite(terminal_weight)):
+            raise ValueError(f"terminal_weight must be finite and >= 0, got {terminal_weight}")
+        if not isinstance(data_seeds, int) or data_seeds < 1:
+            raise ValueError(f"data_seeds must be an integer >= 1, got {data_seeds!r}")
+        self._check_base_lr(base_lr)
+        self.suite = suite
+        self.budgets = budgets
+        self.base_lr_spec = base_lr
+        self.steps_per_action = steps_per_action
+        self.max_log_change = max_log_change
+        self.min_relative_lr = min_relative_lr
+        self.max_lr_factor = max_lr_factor
+        self.feature_window = feature_window
+        self.terminal_weight = terminal_weight
+        self.divergence_penalty = divergence_penalty
+        self.data_seeds = data_seeds
+        self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT, (ObservationBuilder.dim,),
+                                                dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        self._initial_seed = seed
+        self._seeded = False
+        self.loss_history: list[float] = []
+        """Per-optimizer-step training losses of the current episode."""
+        self.lr_history: list[float] = []
+        """The LR each optimizer step of the current episode used."""
+
+    @staticmethod
+    def _check_base_lr(base_lr: BaseLR) -> None:
+        if base_lr is None or base_lr == "grid":
+            return
+        if isinstance(base_lr, str):
+            raise ValueError(f"base_lr must be None, 'grid', a float or a mapping, got {base_lr!r}")
+        values = base_lr.values() if isinstance(base_lr, Mapping) else [base_lr]
+        for value in values:
+            try:
+                ok = math.isfinite(float(value)) and float(value) > 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"base LRs must be finite numbers > 0, got {value!r}")
+
+    def _pick_base_lr(self, workload: str, optimizer: str) -> float:
+        spec = self.base_lr_spec
+        if spec == "grid":
+            from learnlr.bench.suites import SUITES
+
+            grid = SUITES[self.suite].lr_grid(optimizer)
+            return float(grid[int(self.np_random.integers(len(grid)))])
+        if isinstance(spec, Mapping):
+            if (workload, optimizer) in spec:
+                return float(spec[(workload, optimizer)])
+            return default_base_lr(optimizer, self.suite)
+        if spec is None:
+            return default_base_lr(optimizer, self.suite)
+        return float(spec)
+
+    # -- gymnasium API -------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Draw a run, train its step 0 at the base LR and return the first observation."""
+        from learnlr.bench.runner import get_workload_instance
+        from learnlr.bench.schedules import make_optimizer
+
+        if seed is None and not self._seeded:
+            seed = self._initial_seed
+        super().reset(seed=seed)
+        self._seeded = True
+        rng = self.np_random
+        self.workload_name = self.workloads[int(rng.integers(len(self.workloads)))]
+        self.optimizer_name = self.optimizers[int(rng.integers(len(self.optimizers)))]
+        self.base_lr = self._pick_base_lr(self.workload_name, self.optimizer_name)
+        self.run_seed = int(rng.integers(self.data_seeds))
+        self.budget = self.budgets[self.workload_name]
+
+        self.workload = get_workload_instance(self.workload_name)
+        self.workload.setup(self.run_seed)
+        self.model = self.workload.make_model(self.run_seed)
+        self.optimizer = make_optimizer(self.optimizer_name, self.model.parameters(), self.base_lr)
+        self.generator = torch.Generator().manual_seed(self.run_seed)
+        self.val_initial = self._evaluate() if self.terminal_weight > 0 else float("nan")
+        self.model.train()
+        self.loss_history, self.lr_history = [], []
+        self.step_index = 0
+        self.val_loss: float | None = None
+        self.diverged = False
+        loss = self._train_step(0)
+        self.initial_loss = loss
+        self.loss = loss
+        self.features = ObservationBuilder(self.feature_window)
+        if not self._is_finite_loss(loss):
+            # Step 0 itself blew up: report it on the first step() call.
+            self.diverged = True
+            return np.zeros(self.observation_space.shape, dtype=np.float32), self._info()
+        grad_norm = grad_norm_of(self.optimizer)
+        self.features.reset(loss, grad_norm)
+        self.window_mean = loss
+        obs = self.features.observe(loss, grad_norm, self.lr, self.base_lr, 0.0)
+        return obs, self._info()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Apply the LR change, run up to ``steps_per_action`` optimizer steps, observe."""
+        zeros = np.zeros(self.observation_space.shape, dtype=np.float32)
+        if self.diverged:
+            return zeros, -self.divergence_penalty, True, False, self._info()
+        a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+        self._apply_action(a)
+        last = min(self.step_index + self.steps_per_action, self.budget - 1)
+        losses: list[float] = []
+        while self.step_index < last:
+            loss = self._train_step(self.step_index + 1)
+            self.step_index += 1
+            losses.append(loss)
+            if not self._is_finite_loss(loss):
+                self.diverged = True
+                return zeros, -self.divergence_penalty, True, False, self._info()
+            self.features.record(loss)
+        self.loss = losses[-1]
+        mean = float(np.mean(losses))
+        floor = LOSS_FLOOR * self.initial_loss
+        reward = _log(self.window_mean, floor) - _log(mean, floor)
+        self.window_mean = mean
+        grad_norm = grad_norm_of(self.optimizer)
+        if self.step_index >= self.budget - 1:  # the run is over
+            if self.terminal_weight > 0:
+                self.val_loss = self._evaluate()
+                if not math.isfinite(self.val_loss):
+                    self.diverged = True
+                    return zeros, -self.divergence_penalty, True, False, self._info()
+                floor = LOSS_FLOOR * self.val_initial
+                reward += self.terminal_weight * (_log(self.val_initial, floor)
+                                                  - _log(self.val_loss, floor))
+            obs = self.features.observe(self.loss, grad_norm, self.lr, self.base_lr,
+                                        self.step_index / self.budget)
+            return obs, float(reward), True, False, self._info()
+        obs = self.features.observe(self.loss, grad_norm, self.lr, self.base_lr,
+                                    self.step_index / self.budget)
+        return obs, float(reward), False, False, self._info()
+
+    # -- helpers -------------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """The current LR of the optimizer's first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _apply_action(self, a: float) -> None:
+        # Same arithmetic as RLScheduler._decide, so the LRs match bit for bit.
+        lr = self.lr
+        new = lr * math.exp(a * self.max_log_change)
+        new = min(max(new, self.min_relative_lr * self.base_lr), self.max_lr_factor * self.base_lr)
+        ratio = new / lr if lr > 0 else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(group["lr"]) * ratio
+
+    def _train_step(self, step: int) -> float:
+        # The loop body of learnlr.bench.runner.run_cell.
+        batch = self.workload.batch(step, self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.workload.loss(self.model, batch)
+        loss.backward()
+        self.optimizer.step()
+        value = float(loss.detach())
+        self.loss_history.append(value)
+        self.lr_history.append(self.lr)
+        return value
+
+    def _is_finite_loss(self, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return False
+        return not (self.step_index > 0 and loss > 1e3 * self.initial_loss)
+
+    def _evaluate(self) -> float:
+        self.model.eval()
+        with torch.no_grad():
+            result = self.workload.evaluate(self.model)
+        self.model.train()
+        return float(result.loss)
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload_name,
+            "optimizer": self.optimizer_name,
+            "base_lr": self.base_lr,
+            "run_seed": self.run_seed,
+            "loss": self.loss,
+            "lr": self.lr,
+            "steps": self.step_index + 1,
+            "budget": self.budget,
+            "val_loss": self.val_loss,
+            "diverged": self.diverged,
+        }
