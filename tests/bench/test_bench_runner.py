@@ -55,6 +55,26 @@ def test_config_hash_is_canonical():
     assert c.hash != CellConfig("toy-logreg", "sgd", "constant", 1, 0.1, 30, 10).hash
 
 
+def test_a_shipped_policy_digest_is_part_of_the_rl_cell_hash():
+    import hashlib
+
+    from learnlr.bench.schedules import schedule_fingerprint
+    from learnlr.rl.scheduler import pretrained_path
+
+    stem = pretrained_path("nmf")
+    digest = hashlib.sha256(stem.with_suffix(".safetensors").read_bytes()
+                            + stem.with_suffix(".json").read_bytes()).hexdigest()[:16]
+    assert schedule_fingerprint("rl") == f"policy-sha256:{digest}"
+    assert schedule_fingerprint("constant") == "" and schedule_fingerprint("nope") == ""
+    plain = CellConfig("toy-logreg", "sgd", "rl", 0, 0.1, 30, 10)
+    pinned = CellConfig("toy-logreg", "sgd", "rl", 0, 0.1, 30, 10, schedule_fingerprint("rl"))
+    retrained = CellConfig("toy-logreg", "sgd", "rl", 0, 0.1, 30, 10, "policy-sha256:other")
+    assert len({plain.hash, pinned.hash, retrained.hash}) == 3
+    assert CellConfig.from_json(pinned.to_json()) == pinned
+    # Schedules without files keep the hash they had before the field existed.
+    assert "fingerprint" not in plain.to_json()
+
+
 def test_unknown_workload_lists_the_valid_ones():
     with pytest.raises(ValueError, match="toy-logreg"):
         run_cell(CellConfig("nope", "sgd", "constant", 0, 0.1, 30, 10), TOY)

@@ -27,7 +27,7 @@ REQUIRED = {
 
 def test_registry_has_every_schedule_of_issues_3_and_4():
     # issue 3's list, plus issue 4's learned schedule ("rl")
-    assert set(SCHEDULES) == REQUIRED | {"rl"}
+    assert set(SCHEDULES) == REQUIRED | {"rl", "rl_deep"}
     assert set(FIXED_SCHEDULES) == {"constant", "step", "exponential", "linear", "cosine",
                                     "warmup_cosine", "polynomial", "onecycle"}
 

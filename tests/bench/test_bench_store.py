@@ -96,3 +96,21 @@ def test_non_finite_lr_is_stored_as_null_and_old_stores_are_migrated(tmp_path):
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT lr FROM trajectory WHERE hash = 'old'").fetchone() == (0.5,)
     conn.close()
+
+
+def test_a_replanned_cell_supersedes_the_old_main_cell(tmp_path):
+    import dataclasses
+
+    with ExperimentStore(tmp_path / "runs.sqlite") as store:
+        old_rl, old_cos, other_seed = _result("rl", 0, 0.5), _result("cosine", 0, 0.4), _result(
+            "rl", 1, 0.6)
+        for r in (old_rl, old_cos, other_seed):
+            store.write_cell(r, suite="full", purpose="main")
+        # The policy behind "rl" changed: same workload/optimizer/schedule/seed, new hash.
+        new_rl = dataclasses.replace(old_rl.config, fingerprint="policy-sha256:new")
+        assert store.supersede([new_rl, old_cos.config]) == 1
+        main = {c.hash for c in store.cells(purpose="main")}
+        assert main == {old_cos.config.hash, other_seed.config.hash}
+        assert [c.hash for c in store.cells(purpose="superseded")] == [old_rl.config.hash]
+        # Its data stays readable.
+        assert store.trajectory(old_rl.config.hash).lr == old_rl.trajectory_lr

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from learnlr.bench.runner import CellConfig, CellResult, load_workloads, run_cell
-from learnlr.bench.schedules import SCHEDULES
+from learnlr.bench.schedules import SCHEDULES, schedule_fingerprint
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore
 from learnlr.bench.suites import TUNING_SEED, Suite
 
@@ -270,8 +270,11 @@ def run_benchmark(request: BenchRequest, progress: Progress | None = None) -> Be
                         if o not in spec.optimizers:
                             continue
                         lr = plan.base_lrs[(w, o)] if spec.uses_base_lr else 1.0
+                        fingerprint = schedule_fingerprint(s)
                         for seed in range(seeds):
-                            plan.main.append(CellConfig(w, o, s, seed, lr, budget, every))
+                            plan.main.append(CellConfig(w, o, s, seed, lr, budget, every,
+                                                        fingerprint))
+            store.supersede(plan.main)
             store.mark_purpose(plan.main_hashes, "main")
             run_and_store(plan.main, "running cells", "main")
             return plan

@@ -48,10 +48,19 @@ class CellConfig:
     base_lr: float
     budget_steps: int
     eval_every: int
+    fingerprint: str = ""
+    """Digest of files the schedule reads (``schedules.schedule_fingerprint``; ``""``: none)."""
 
     def to_json(self) -> dict[str, Any]:
-        """The config as a JSON-able dict, including the harness version."""
-        return {**asdict(self), "harness": HARNESS_VERSION}
+        """The config as a JSON-able dict, including the harness version.
+
+        An empty ``fingerprint`` is left out, so schedules without one keep the hashes they had
+        before the field existed.
+        """
+        data = {**asdict(self), "harness": HARNESS_VERSION}
+        if not self.fingerprint:
+            del data["fingerprint"]
+        return data
 
     @property
     def hash(self) -> str:
@@ -69,6 +78,7 @@ class CellConfig:
             base_lr=float(data["base_lr"]),
             budget_steps=int(data["budget_steps"]),
             eval_every=int(data["eval_every"]),
+            fingerprint=str(data.get("fingerprint", "")),
         )
 
 

@@ -28,6 +28,7 @@ cell whose column is not listed is not run. Example::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
 import math
@@ -95,6 +96,9 @@ class ScheduleSpec:
     """False for peers that set their own step size (Prodigy, D-Adaptation, SLS)."""
     requires: tuple[str, ...] = ()
     """Third-party modules the builder imports (all in the ``learnlr[peers]`` extra)."""
+    fingerprint: Callable[[], str] | None = None
+    """Digest of files the builder reads (a shipped policy): part of the cell's config hash, so
+    a retrained policy does not reuse the cells the old one produced."""
 
     def missing_modules(self) -> list[str]:
         """The modules of :attr:`requires` that cannot be imported here."""
@@ -180,6 +184,25 @@ def _hf_greedy(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> Train
     return TrainingHooks(opt, HFGreedyLR(opt), step_on="eval_loss")
 
 
+def _policy_fingerprint(name: str) -> Callable[[], str]:
+    def digest() -> str:
+        from learnlr.rl.scheduler import pretrained_path
+
+        stem = pretrained_path(name)
+        h = hashlib.sha256()
+        for suffix in (".safetensors", ".json"):
+            h.update(stem.with_suffix(suffix).read_bytes())
+        return f"policy-sha256:{h.hexdigest()[:16]}"
+
+    return digest
+
+
+def schedule_fingerprint(name: str) -> str:
+    """The registry entry's :attr:`ScheduleSpec.fingerprint` (``""`` for none or an unknown name)."""
+    spec = SCHEDULES.get(name)
+    return spec.fingerprint() if spec is not None and spec.fingerprint is not None else ""
+
+
 def _rl(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
     from learnlr.rl.scheduler import RLScheduler
 
@@ -187,6 +210,17 @@ def _rl(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHook
     # The shipped PPO policy, trained on NMF only (a transfer test, not a tuned deep-net agent):
     # no stability bound here, so the LR is relative to the base LR and capped at 10x.
     sched = RLScheduler.pretrained("nmf", opt, total_steps=ctx.budget_steps)
+    return TrainingHooks(opt, sched, step_on="step_loss")
+
+
+def _rl_deep(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
+    from learnlr.rl.scheduler import RLScheduler
+
+    opt = make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
+    # The shipped PPO policy trained on benchmark workloads (learnlr.rl.workload_env; the
+    # train/held-out split is in its JSON), with the same contract as `rl`: LR relative to the
+    # base LR, capped at 10x, one decision every 10 steps.
+    sched = RLScheduler.pretrained("deep", opt, total_steps=ctx.budget_steps)
     return TrainingHooks(opt, sched, step_on="step_loss")
 
 
@@ -313,7 +347,12 @@ SCHEDULES: dict[str, ScheduleSpec] = {
         _spec(
             "rl", "adaptive",
             "learnlr RLScheduler: PPO policy trained on NMF, stepped on the training loss",
-            _rl, requires=("safetensors",),
+            _rl, requires=("safetensors",), fingerprint=_policy_fingerprint("nmf"),
+        ),
+        _spec(
+            "rl_deep", "adaptive",
+            "learnlr RLScheduler: PPO policy trained on benchmark workloads, training loss",
+            _rl_deep, requires=("safetensors",), fingerprint=_policy_fingerprint("deep"),
         ),
         _spec("sgd_hd_group", "peer", "SGD-HD, one LR per parameter group (Baydin 2018)",
               _hd("SGDHD", "group"), optimizers=("sgd",)),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +220,32 @@ class ExperimentStore:
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
+
+    def supersede(self, configs: Iterable[CellConfig]) -> int:
+        """Demote older main cells that ``configs`` replace; returns how many were demoted.
+
+        A main cell with the same workload, optimizer, schedule, seed and budget as one of
+        ``configs`` but another hash (a new base LR, harness version or policy fingerprint)
+        gets purpose ``"superseded"``: it stays in the store, but ``learnlr report`` (every main
+        cell) no longer counts it next to its replacement.
+        """
+        rows = [(c.workload, c.optimizer, c.schedule, c.seed, c.budget_steps, c.hash)
+                for c in configs]
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = self._conn.total_changes
+            self._conn.executemany(
+                "UPDATE cells SET purpose = 'superseded' WHERE workload = ? AND optimizer = ?"
+                " AND schedule = ? AND seed = ? AND budget_steps = ? AND hash != ?"
+                " AND purpose = 'main'",
+                rows,
+            )
+            demoted = self._conn.total_changes - before
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return demoted
 
     # -- reading -------------------------------------------------------------------------------
 
