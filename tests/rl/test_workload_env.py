@@ -239,3 +239,52 @@ def test_reward_logs_have_a_floor_for_zero_losses():
     assert _log(0.0, 1e-4) == pytest.approx(math.log(1e-4))
     assert _log(2.0, 1e-4) == pytest.approx(math.log(2.0))
     assert math.isfinite(_log(0.0, 0.0))
+
+
+def _store_with_runs(path, workload: str) -> None:
+    from learnlr.bench.runner import CellConfig, CellResult
+    from learnlr.bench.store import ExperimentStore
+
+    with ExperimentStore(path) as store:
+        for schedule, final, decay in (("cosine", 0.2, 0.9), ("constant", 0.5, 1.0)):
+            config = CellConfig(workload, "sgd", schedule, 0, 0.03, 40, 10)
+            lrs = [0.03 * decay ** t for t in range(40)]
+            store.write_cell(CellResult(config=config,
+                                        summary={"status": "ok", "final_val_loss": final,
+                                                 "best_val_loss": final},
+                                        trajectory_lr=lrs,
+                                        trajectory_train_loss=[1.0 / (t + 1) for t in range(40)],
+                                        evals=[{"step": 40, "val_loss": final, "metric": 0.9,
+                                                "extra": {}}]),
+                             suite="quick", purpose="main")
+
+
+def test_rl_train_cli_behaviour_clones_the_best_store_runs_of_the_workloads(tmp_path):
+    store = tmp_path / "runs.sqlite"
+    _store_with_runs(store, W)
+    common = ["rl", "train", "--timesteps", "32", "--n-envs", "1", "--n-steps", "32",
+              "--seed", "1", "--workloads", W, "--optimizers", "sgd", "--episode-steps", "20",
+              "--no-progress"]
+    assert main(common + ["--bc", "1", "--bc-store", str(store),
+                          "--out", str(tmp_path / "bc")]) == 0
+    assert main(common + ["--out", str(tmp_path / "scratch")]) == 0
+    bc, scratch = load_policy(tmp_path / "bc"), load_policy(tmp_path / "scratch")
+    assert bc.config.training["warm_start"] is True
+    assert f"--bc 1 --bc-store {store}" in bc.config.training["command"]
+    # Same seed and PPO budget: only the cloned warm start can make the actors differ.
+    assert not torch.equal(bc.head.weight, scratch.head.weight)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--bc", "2"], "needs --bc-store"),
+        (["--bc-store", "runs.sqlite"], "needs --bc N"),
+        (["--bc", "2", "--bc-store", "missing.sqlite"], "is not a file"),
+    ],
+)
+def test_rl_train_cli_bc_store_usage_errors(tmp_path, capsys, extra, message):
+    code = main(["rl", "train", "--timesteps", "32", "--workloads", W,
+                 "--out", str(tmp_path / "x"), "--no-progress"] + extra)
+    assert code == 2
+    assert message in capsys.readouterr().err

@@ -40,8 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--max-change", type=float, default=math.exp(defaults.max_log_change),
                        help="largest LR factor per decision, > 1 (default %(default).1f)")
     train.add_argument("--bc", type=positive_int, default=None, metavar="N",
-                       help="warm-start by behaviour cloning the best hand-made schedule on N "
-                            "training instances, then fine-tune with PPO")
+                       help="warm-start by behaviour cloning, then fine-tune with PPO: NMF, the "
+                            "best hand-made schedule on N training instances; benchmark "
+                            "workloads (needs --bc-store), the N best runs per workload")
+    train.add_argument("--bc-store", type=Path, default=None, metavar="STORE",
+                       help="benchmark workloads: the experiment store (runs.sqlite) whose best "
+                            "runs --bc clones")
     train.add_argument("--workloads", default="nmf", metavar="NAMES",
                        help="'nmf' (default) or comma-separated benchmark workloads, e.g. "
                             "digits-cnn,longtail-digits: one training run per episode")
@@ -101,8 +105,12 @@ def _train(args: argparse.Namespace) -> int:
                              workloads=workloads, optimizers=optimizers,
                              episode_steps=args.episode_steps, base_lrs=base_lrs,
                              log_std_init=args.log_std_init)
-        if args.bc is not None and config.uses_benchmark_workloads:
-            raise ValueError("--bc clones hand-made NMF schedules; it needs --workloads nmf")
+        if args.bc is not None and config.uses_benchmark_workloads and args.bc_store is None:
+            raise ValueError("--bc with benchmark workloads needs --bc-store STORE")
+        if args.bc_store is not None and (args.bc is None or not config.uses_benchmark_workloads):
+            raise ValueError("--bc-store needs --bc N and benchmark --workloads")
+        if args.bc_store is not None and not args.bc_store.is_file():
+            raise ValueError(f"--bc-store: {str(args.bc_store)!r} is not a file")
         init = None
         if args.init is not None:
             from learnlr.rl.policy import load_policy
@@ -120,13 +128,28 @@ def _train(args: argparse.Namespace) -> int:
                           str(args.n_steps), "--reward", args.reward, "--gamma", str(args.gamma),
                           "--max-change", str(args.max_change)]
                          + (["--bc", str(args.bc)] if args.bc else [])
+                         + (["--bc-store", str(args.bc_store)] if args.bc_store else [])
                          + _workload_options(args) + ["--out", str(args.out)])
     warm = init
     if args.bc is not None:
-        from learnlr.rl.cloning import behaviour_clone, best_handmade_trajectories
+        from learnlr.rl.cloning import (
+            behaviour_clone,
+            best_handmade_trajectories,
+            best_store_trajectories,
+        )
 
-        trajectories = best_handmade_trajectories(args.bc, budget=config.budget_steps,
-                                                  seed=args.seed, progress=not args.no_progress)
+        if args.bc_store is not None:
+            trajectories = [t for w in workloads
+                            for t in best_store_trajectories(args.bc_store, workload=w,
+                                                             best=args.bc)]
+            if not trajectories:
+                print(f"learnlr rl train: no finished runs of {workloads} in {args.bc_store}",
+                      file=sys.stderr)
+                return 2
+        else:
+            trajectories = best_handmade_trajectories(args.bc, budget=config.budget_steps,
+                                                      seed=args.seed,
+                                                      progress=not args.no_progress)
         warm = behaviour_clone(trajectories, config.policy_config(), seed=args.seed)
     network = train_policy(config, progress=not args.no_progress, warm_start=warm,
                            command=command)
