@@ -11,14 +11,14 @@ Steps (each optional, in this order):
 4. Evaluation (always): the real benchmark runner (``run_benchmark``: the suite's base-LR
    protocol, then the cells) on the HELD-OUT workloads, quick budgets, SGD + AdamW,
    ``--seeds`` seeds, schedules constant, cosine, greedy_step, rl (shipped NMF policy) and
-   rl_deep (shipped deep policy). The store lives in ``OUT/store-<policy sha256[:12]>`` because
-   a cell's config hash does not cover the policy weights.
+   rl_deep (shipped deep policy). The store lives in ``OUT/store-<policy sha256[:12]>``: one
+   store per shipped deep policy (the cells' config hashes also include the policy digests).
 
 Prints the final-validation-loss table and rl_deep's win rates (paired on workload, optimizer,
 seed; ties within 1 % relative), writes ``OUT/rl_deep_transfer.json`` and two PNGs.
 
 Run (as in docs/rl.md):
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rl_deep_transfer.py --measure --seeds 2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rl_deep_transfer.py --measure --seeds 3
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import math
 import shlex
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "table": rows, "win_rates": wins, "timings_s": timings,
         "cells": [{k: v for k, v in c.items() if k != "lr"} for c in cells],
         "command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rl_deep_transfer.py "
-                   + shlex.join(argv if argv is not None else __import__("sys").argv[1:]),
+                   + shlex.join(argv if argv is not None else sys.argv[1:]),
     })
     json_path = args.out / "rl_deep_transfer.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -281,6 +281,7 @@ def test_rl_train_cli_behaviour_clones_the_best_store_runs_of_the_workloads(tmp_
         (["--bc", "2"], "needs --bc-store"),
         (["--bc-store", "runs.sqlite"], "needs --bc N"),
         (["--bc", "2", "--bc-store", "missing.sqlite"], "is not a file"),
+        (["--init", "no/such/policy"], "no/such/policy"),
     ],
 )
 def test_rl_train_cli_bc_store_usage_errors(tmp_path, capsys, extra, message):
@@ -288,3 +289,10 @@ def test_rl_train_cli_bc_store_usage_errors(tmp_path, capsys, extra, message):
                  "--out", str(tmp_path / "x"), "--no-progress"] + extra)
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_rl_train_cli_bc_and_init_are_exclusive(tmp_path, capsys):
+    code = main(["rl", "train", "--timesteps", "32", "--bc", "2", "--init", "nmf",
+                 "--out", str(tmp_path / "x"), "--no-progress"])
+    assert code == 2
+    assert "--bc and --init" in capsys.readouterr().err

@@ -111,6 +111,8 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError("--bc-store needs --bc N and benchmark --workloads")
         if args.bc_store is not None and not args.bc_store.is_file():
             raise ValueError(f"--bc-store: {str(args.bc_store)!r} is not a file")
+        if args.bc is not None and args.init is not None:
+            raise ValueError("--bc and --init both set the warm start: pass one of them")
         init = None
         if args.init is not None:
             from learnlr.rl.policy import load_policy
@@ -118,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
 
             init = load_policy(pretrained_path(args.init) if args.init in PRETRAINED
                                else Path(args.init))
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"learnlr rl train: {exc}", file=sys.stderr)
         return 2
     # Rebuilt from the parsed options (not sys.argv) so it is right when main() is called
