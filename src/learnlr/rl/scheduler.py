@@ -15,7 +15,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from learnlr.rl.features import ObservationBuilder
 from learnlr.rl.policy import PolicyNetwork, load_policy
 
-__all__ = ["PRETRAINED", "RLScheduler", "pretrained_path"]
+__all__ = ["PRETRAINED", "RLScheduler", "apply_lr_action", "grad_norm_of", "pretrained_path"]
 
 PRETRAINED = ("nmf", "deep")
 """Names of the policies shipped in ``learnlr/rl/pretrained/``."""
@@ -27,6 +27,36 @@ def pretrained_path(name: str) -> Path:
     if name not in PRETRAINED:
         raise ValueError(f"pretrained policy name must be one of {list(PRETRAINED)}, got {name!r}")
     return Path(str(resources.files("learnlr.rl") / "pretrained" / name))
+
+
+def grad_norm_of(optimizer: Optimizer) -> float:
+    """Global gradient norm over the optimizer's parameters (the policy's gradient feature)."""
+    total = 0.0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                total += float(p.grad.detach().pow(2).sum())
+    return math.sqrt(total)
+
+
+def apply_lr_action(optimizer: Optimizer, action: float, max_log_change: float, floor: float,
+                    ceiling: float) -> None:
+    """Multiply group 0's LR by ``exp(action * max_log_change)``, clip it to ``[floor, ceiling]``
+    and scale every group by the same ratio (tensor LRs are filled in place).
+
+    The one LR update of a policy: :class:`RLScheduler` and the training environments both call
+    it, so a policy produces bit-identical LRs in training and in use.
+    """
+    groups = optimizer.param_groups
+    lr = float(groups[0]["lr"])
+    new = min(max(lr * math.exp(action * max_log_change), floor), ceiling)
+    ratio = new / lr if lr > 0 else 1.0
+    for group in groups:
+        value = float(group["lr"]) * ratio
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(value)
+        else:
+            group["lr"] = value
 
 
 class RLScheduler(LRScheduler):
@@ -90,14 +120,6 @@ class RLScheduler(LRScheduler):
         # Only reached from LRScheduler machinery; LRs are computed in step().
         return [float(group["lr"]) for group in self.optimizer.param_groups]
 
-    def _grad_norm(self) -> float:
-        total = 0.0
-        for group in self.optimizer.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    total += float(p.grad.detach().pow(2).sum())
-        return math.sqrt(total)
-
     def step(self, metric: SupportsFloat | None = None) -> None:  # type: ignore[override]
         """Record one training loss; every ``steps_per_action`` calls, let the policy act."""
         if metric is None:
@@ -114,7 +136,7 @@ class RLScheduler(LRScheduler):
         self._step_count += 1
         config = self.policy.config
         if self.calls == 0:
-            self.features.reset(loss, self._grad_norm())
+            self.features.reset(loss, grad_norm_of(self.optimizer))
         else:
             self.features.record(loss)
         if self.calls % config.steps_per_action == 0:
@@ -124,8 +146,7 @@ class RLScheduler(LRScheduler):
 
     def _decide(self, loss: float) -> None:
         config = self.policy.config
-        groups = self.optimizer.param_groups
-        lr = float(groups[0]["lr"])
+        lr = float(self.optimizer.param_groups[0]["lr"])
         if self.lr_bound is not None:
             reference = float(self.lr_bound())
             ceiling = reference
@@ -134,18 +155,11 @@ class RLScheduler(LRScheduler):
             ceiling = self.max_lr_factor * reference
         if not (reference > 0 and math.isfinite(reference)):
             return  # no usable reference (e.g. a non-finite loss made the bound 0): hold
-        obs = self.features.observe(loss, self._grad_norm(), lr, reference,
+        obs = self.features.observe(loss, grad_norm_of(self.optimizer), lr, reference,
                                     self.calls / self.total_steps)
         self.last_action = self.policy.act(obs)
-        new = lr * math.exp(self.last_action * config.max_log_change)
-        new = min(max(new, config.min_relative_lr * reference), ceiling)
-        ratio = new / lr if lr > 0 else 1.0
-        for group in groups:
-            value = float(group["lr"]) * ratio
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(value)
-            else:
-                group["lr"] = value
+        apply_lr_action(self.optimizer, self.last_action, config.max_log_change,
+                        config.min_relative_lr * reference, ceiling)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain Python values only (JSON-serialisable); the policy weights are not included."""

@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
+from learnlr.rl.scheduler import apply_lr_action, grad_norm_of
 
 __all__ = ["WorkloadLRControlEnv", "default_base_lr", "grad_norm_of"]
 
@@ -64,16 +65,6 @@ LOSS_FLOOR = 1e-4
 (training) or of the untrained model's validation loss: a loss of exactly 0 (a small data set
 fitted perfectly) stays finite and one window cannot earn more than log(1e4)."""
 BaseLR = float | str | Mapping[tuple[str, str], float] | None
-
-
-def grad_norm_of(optimizer: torch.optim.Optimizer) -> float:
-    """Global gradient norm over the optimizer's parameters, computed as ``RLScheduler`` does."""
-    total = 0.0
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if p.grad is not None:
-                total += float(p.grad.detach().pow(2).sum())
-    return math.sqrt(total)
 
 
 def default_base_lr(optimizer: str, suite: str = "quick") -> float:
@@ -328,13 +319,8 @@ class WorkloadLRControlEnv(gym.Env):
         return float(self.optimizer.param_groups[0]["lr"])
 
     def _apply_action(self, a: float) -> None:
-        # Same arithmetic as RLScheduler._decide, so the LRs match bit for bit.
-        lr = self.lr
-        new = lr * math.exp(a * self.max_log_change)
-        new = min(max(new, self.min_relative_lr * self.base_lr), self.max_lr_factor * self.base_lr)
-        ratio = new / lr if lr > 0 else 1.0
-        for group in self.optimizer.param_groups:
-            group["lr"] = float(group["lr"]) * ratio
+        apply_lr_action(self.optimizer, a, self.max_log_change,
+                        self.min_relative_lr * self.base_lr, self.max_lr_factor * self.base_lr)
 
     def _train_step(self, step: int) -> float:
         # The loop body of learnlr.bench.runner.run_cell.
