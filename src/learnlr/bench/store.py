@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learnlr.bench.runner import CellConfig, CellResult
+from learnlr.bench.records import CellConfig, CellResult
 
 STORE_FILENAME = "runs.sqlite"
 
