@@ -9,7 +9,9 @@ steps of the action (the return is ``log(L0 / L_T)``: final loss only), or ``"ar
 ``log(L0 / L_t)`` over those steps times ``steps_per_action / budget_steps`` (the return is the
 run's average log improvement: the area under the log-loss curve, so reaching a low loss *early*
 pays), or ``"area_final"``, their sum (early progress and the final loss both count). A
-divergence ends the episode with ``-divergence_penalty``. Truncation by budget.
+divergence (:func:`learnlr.control.divergence.has_diverged`: a non-finite loss or one above
+``1e3 x`` the first) terminates the episode with ``-divergence_penalty``; the budget truncates it.
+Both rules are those of :class:`~learnlr.rl.workload_env.WorkloadLRControlEnv` too.
 
 Compared with DACBench's ``SGDEnv`` (see ``docs/rl.md``): same idea (episode = one training run,
 action = learning rate), but our action is a bounded *multiplicative* change in log space rather
@@ -21,6 +23,7 @@ NMF instance so PPO sees tens of thousands of runs on a CPU.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,17 +31,18 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from learnlr.control.divergence import has_diverged
 from learnlr.nmf.problems import NMFProblem, planted_problem
 from learnlr.nmf.solver import GradientOracle, StochasticNMF
 from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
 
-__all__ = ["WORKLOADS", "LRControlEnv", "NMFInstanceDistribution", "NMFInstance"]
+__all__ = ["WORKLOADS", "LRControlEnv", "NMFInstanceDistribution", "NMFInstance", "make_env"]
 
 REWARDS = ("log_decrease", "area", "area_final")
 """Reward definitions (see the module docstring)."""
 WORKLOADS = ("nmf",)
-"""Workloads this class runs itself; any other name (or list of names) is a benchmark workload,
-for which ``LRControlEnv(...)`` builds a :class:`learnlr.rl.workload_env.WorkloadLRControlEnv`."""
+"""Workloads this class runs; any other name (or list of names) is a benchmark workload, for
+which :func:`make_env` builds a :class:`learnlr.rl.workload_env.WorkloadLRControlEnv`."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +96,11 @@ class NMFInstanceDistribution:
 class LRControlEnv(gym.Env):
     """Learning-rate control as a gymnasium environment.
 
-    ``LRControlEnv(workload="digits-cnn", ...)`` (any benchmark workload name, or a list of them)
-    returns a :class:`learnlr.rl.workload_env.WorkloadLRControlEnv` built with the same
-    keyword arguments: one episode is then one training run of that workload.
+    For benchmark workloads (one episode = one training run of a network) use
+    :func:`make_env`, which builds a :class:`learnlr.rl.workload_env.WorkloadLRControlEnv`.
 
     Args:
-        workload: ``"nmf"``, or benchmark workload name(s) (see above).
+        workload: ``"nmf"`` (the only workload of this class; see :func:`make_env`).
         seed: seeds the instance stream (``reset(seed=...)`` overrides it).
         budget_steps: SGD steps per episode.
         steps_per_action: SGD steps between two decisions.
@@ -122,14 +125,6 @@ class LRControlEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __new__(cls, workload: Any = "nmf", seed: int | None = None, **kwargs: Any) -> Any:
-        if cls is LRControlEnv and workload not in WORKLOADS:
-            from learnlr.rl.workload_env import WorkloadLRControlEnv
-
-            # Not an LRControlEnv instance, so Python does not call __init__ on it again.
-            return WorkloadLRControlEnv(workload, seed=seed, **kwargs)
-        return super().__new__(cls)
-
     def __init__(
         self,
         workload: str = "nmf",
@@ -149,7 +144,8 @@ class LRControlEnv(gym.Env):
     ) -> None:
         super().__init__()
         if workload not in WORKLOADS:
-            raise ValueError(f"workload must be one of {list(WORKLOADS)}, got {workload!r}")
+            raise ValueError(f"workload must be one of {list(WORKLOADS)}, got {workload!r}; "
+                             "for benchmark workloads use learnlr.rl.make_env(workload, ...)")
         if steps_per_action < 1:
             raise ValueError(f"steps_per_action must be >= 1, got {steps_per_action}")
         if budget_steps < steps_per_action:
@@ -234,12 +230,12 @@ class LRControlEnv(gym.Env):
             self.features.record(record.loss)
             self.steps_done += 1
             grad_norm, self.bound = record.grad_norm, record.bound
-            if not math.isfinite(record.loss) or record.loss > 1e3 * self.initial_loss:
+            if has_diverged(record.loss, self.initial_loss):
                 diverged = True
                 break
             area += math.log(self.initial_loss / record.loss)
         self.loss = self.nmf.loss()
-        if not math.isfinite(self.loss) or self.loss > 1e3 * self.initial_loss:
+        if has_diverged(self.loss, self.initial_loss):
             diverged = True
         if diverged:
             obs = np.zeros(self.observation_space.shape, dtype=np.float32)
@@ -269,3 +265,22 @@ class LRControlEnv(gym.Env):
             "steps": self.steps_done,
             "diverged": diverged,
         }
+
+
+def make_env(workload: str | Sequence[str] = "nmf", seed: int | None = None,
+             **kwargs: Any) -> gym.Env:
+    """The LR-control environment for ``workload``: one episode = one training run.
+
+    ``"nmf"`` builds an :class:`LRControlEnv` (a sampled NMF instance); a benchmark workload name
+    or a list of them (``learnlr list``) builds a
+    :class:`learnlr.rl.workload_env.WorkloadLRControlEnv`. ``kwargs`` go to that class.
+
+    Example:
+        >>> type(make_env("nmf", seed=0, budget_steps=40)).__name__
+        'LRControlEnv'
+    """
+    if isinstance(workload, str) and workload in WORKLOADS:
+        return LRControlEnv(workload, seed=seed, **kwargs)
+    from learnlr.rl.workload_env import WorkloadLRControlEnv
+
+    return WorkloadLRControlEnv(workload, seed=seed, **kwargs)
