@@ -8,21 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from learnlr.cli import positive_int
+from learnlr.cli_args import positive_float, positive_int
 
 __all__ = ["SCHEDULE_NAMES", "register"]
 
 SCHEDULE_NAMES = ("constant", "step", "cosine", "greedy", "rl")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="planted data noise (default %(default)s)")
     solve.add_argument("--schedule", default="cosine",
                        help=f"one of {', '.join(SCHEDULE_NAMES)} (default %(default)s)")
-    solve.add_argument("--lr-fraction", type=_positive_float, default=None,
+    solve.add_argument("--lr-fraction", type=positive_float, default=None,
                        help="initial LR as a fraction of the initial bound (default: 1.0, "
                             "0.5 for greedy)")
     solve.add_argument("--steps", type=positive_int, default=500, help="SGD steps")
@@ -50,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     solve.add_argument("--sigma", type=float, default=0.1, help="additive noise sigma")
     solve.add_argument("--batch-fraction", type=float, default=0.25,
                        help="mini-batch fraction of rows/columns")
-    solve.add_argument("--clip", type=_positive_float, default=None,
+    solve.add_argument("--clip", type=positive_float, default=None,
                        help="project entries onto [0, CLIP] (default: [0, inf))")
     solve.add_argument("--seed", type=int, default=0, help="seed of init and noise")
     solve.add_argument("--plot", type=Path, default=None, help="write a loss/LR plot (PNG)")

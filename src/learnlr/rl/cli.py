@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from learnlr.cli import positive_int
+from learnlr.cli_args import positive_int
 
 __all__ = ["register"]
 
