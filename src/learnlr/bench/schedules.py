@@ -28,8 +28,6 @@ cell whose column is not listed is not run. Example::
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.metadata
 import importlib.util
 import io
 import math
@@ -355,20 +353,9 @@ def register_schedule(spec: ScheduleSpec, *, after: str | None = None) -> None:
 
 
 def _load_schedule_providers() -> None:
-    """Import the modules that register schedules: learnlr's own (:mod:`learnlr.plugins`) and
-    those of installed packages (entry point group ``learnlr.schedules``). A provider whose
-    optional dependency is missing is skipped, so its schedules are simply absent."""
-    from learnlr.plugins import SCHEDULE_ENTRY_POINTS, SCHEDULE_PROVIDERS
+    from learnlr.plugins import load_schedule_providers
 
-    names = list(SCHEDULE_PROVIDERS)
-    names += [ep.value for ep in importlib.metadata.entry_points(group=SCHEDULE_ENTRY_POINTS)
-              if ep.value not in names]
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if (exc.name or "").partition(".")[0] == "learnlr":
-                raise  # a broken learnlr module is a bug, not a missing extra
+    load_schedule_providers()
 
 
 _load_schedule_providers()

@@ -1,6 +1,7 @@
-"""The RL schedules of the benchmark (``rl``, ``rl_deep``): shipped PPO policies as
-:class:`~learnlr.rl.scheduler.RLScheduler`, registered into :data:`learnlr.bench.schedules.SCHEDULES`
-when this module is imported (the benchmark imports it through :mod:`learnlr.plugins`).
+"""The RL schedules: shipped PPO policies as :class:`~learnlr.rl.scheduler.RLScheduler`,
+registered when this module is imported (the registries import it through
+:mod:`learnlr.plugins`) into the benchmark's :data:`learnlr.bench.schedules.SCHEDULES`
+(``rl``, ``rl_deep``) and the NMF solver's :data:`learnlr.nmf.schedules.NMF_SCHEDULES` (``rl``).
 
 Light on purpose: importing it loads neither gymnasium nor stable-baselines3; the scheduler and
 the policy files are only read when a cell is built or hashed.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,8 +23,9 @@ from learnlr.bench.schedules import (
     make_optimizer,
     register_schedule,
 )
+from learnlr.nmf.schedules import NMFSchedule, register_nmf_schedule
 
-__all__ = ["policy_fingerprint"]
+__all__ = ["learned_schedule", "policy_fingerprint"]
 
 
 def policy_fingerprint(name: str) -> Callable[[], str]:
@@ -66,3 +70,25 @@ register_schedule(ScheduleSpec(
     "learnlr RLScheduler: PPO policy trained on benchmark workloads, training loss",
     _pretrained("deep"), requires=("safetensors",), fingerprint=policy_fingerprint("deep"),
 ), after="rl")
+
+
+def learned_schedule(policy: Any, budget: int, lr_fraction: float = 1.0) -> NMFSchedule:
+    """A policy (a :class:`~learnlr.rl.policy.PolicyNetwork` or a saved policy's path stem) as
+    an NMF schedule: a bound-aware :class:`~learnlr.rl.scheduler.RLScheduler`."""
+
+    def factory(optimizer: torch.optim.Optimizer, nmf: Any) -> Any:
+        from learnlr.rl.scheduler import RLScheduler
+
+        return RLScheduler(optimizer, policy, total_steps=budget, lr_bound=nmf.stability_bound)
+
+    return NMFSchedule("rl", "rl", lr_fraction, factory)
+
+
+def _shipped_nmf_policy(budget: int) -> NMFSchedule:
+    from learnlr.rl.scheduler import pretrained_path
+
+    path: Path = pretrained_path("nmf")
+    return learned_schedule(path, budget)
+
+
+register_nmf_schedule("rl", _shipped_nmf_policy)
