@@ -34,7 +34,8 @@ import torch
 from learnlr.control.divergence import has_diverged
 from learnlr.nmf.problems import NMFProblem, planted_problem
 from learnlr.nmf.solver import GradientOracle, StochasticNMF
-from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
+from learnlr.rl.base_env import LRControlBase
+from learnlr.rl.features import ObservationBuilder
 
 __all__ = ["WORKLOADS", "LRControlEnv", "NMFInstanceDistribution", "NMFInstance", "make_env"]
 
@@ -93,7 +94,7 @@ class NMFInstanceDistribution:
         return NMFInstance(problem=problem, oracle=oracle, seed=seed)
 
 
-class LRControlEnv(gym.Env):
+class LRControlEnv(LRControlBase):
     """Learning-rate control as a gymnasium environment.
 
     For benchmark workloads (one episode = one training run of a network) use
@@ -123,7 +124,6 @@ class LRControlEnv(gym.Env):
         (7,)
     """
 
-    metadata = {"render_modes": []}
 
     def __init__(
         self,
@@ -142,20 +142,16 @@ class LRControlEnv(gym.Env):
         clip_to_bound: bool = True,
         reward: str = "log_decrease",
     ) -> None:
-        super().__init__()
+        super().__init__(seed, steps_per_action=steps_per_action, max_log_change=max_log_change,
+                         min_relative_lr=min_relative_lr, feature_window=feature_window,
+                         divergence_penalty=divergence_penalty)
         if workload not in WORKLOADS:
             raise ValueError(f"workload must be one of {list(WORKLOADS)}, got {workload!r}; "
                              "for benchmark workloads use learnlr.rl.make_env(workload, ...)")
-        if steps_per_action < 1:
-            raise ValueError(f"steps_per_action must be >= 1, got {steps_per_action}")
         if budget_steps < steps_per_action:
             raise ValueError(
                 f"budget_steps must be >= steps_per_action ({steps_per_action}), got {budget_steps}"
             )
-        if not (0 < max_log_change <= 5):
-            raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
-        if not (0 < min_relative_lr < 1):
-            raise ValueError(f"min_relative_lr must be in (0, 1), got {min_relative_lr}")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {list(REWARDS)}, got {reward!r}")
         lo, hi = initial_lr_range
@@ -163,21 +159,11 @@ class LRControlEnv(gym.Env):
             raise ValueError(f"initial_lr_range must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}")
         self.workload = workload
         self.budget_steps = budget_steps
-        self.steps_per_action = steps_per_action
-        self.max_log_change = max_log_change
-        self.min_relative_lr = min_relative_lr
         self.initial_lr_range = (lo, hi)
         self.distribution = distribution or NMFInstanceDistribution()
         self.fixed_instance = instance
-        self.divergence_penalty = divergence_penalty
-        self.feature_window = feature_window
         self.clip_to_bound = clip_to_bound
         self.reward = reward
-        self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT, (ObservationBuilder.dim,),
-                                                dtype=np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
-        self._initial_seed = seed
-        self._seeded = False
         self.history: list[float] = []
         """Per-SGD-step losses of the current episode (for plots and steps-to-target)."""
         self.lr_history: list[float] = []
@@ -187,10 +173,7 @@ class LRControlEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is None and not self._seeded:
-            seed = self._initial_seed
-        super().reset(seed=seed)
-        self._seeded = True
+        self._seed_episode(seed)
         instance = self.fixed_instance or self.distribution.sample(self.np_random)
         self.instance = instance
         self.nmf = StochasticNMF(instance.problem, oracle=instance.oracle,
@@ -216,7 +199,7 @@ class LRControlEnv(gym.Env):
         return obs, self._info()
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+        a = self._action_value(action)
         self.lr = self._clip_lr(self.lr * math.exp(a * self.max_log_change), self.bound)
         log_before = math.log(self.loss)
         area = 0.0

@@ -55,7 +55,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from learnlr.bench.runner import TrainingRun
@@ -63,7 +62,8 @@ from learnlr.bench.schedules import OPTIMIZERS, TrainingHooks, make_optimizer
 from learnlr.bench.suites import SUITES
 from learnlr.bench.workloads import WORKLOADS, shared_workload
 from learnlr.control.divergence import has_diverged
-from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
+from learnlr.rl.base_env import LRControlBase
+from learnlr.rl.features import ObservationBuilder
 from learnlr.rl.scheduler import apply_lr_action, grad_norm_of
 
 __all__ = ["WorkloadLRControlEnv", "default_base_lr", "grad_norm_of"]
@@ -93,7 +93,7 @@ def _names(value: str | Sequence[str], what: str) -> tuple[str, ...]:
     return names
 
 
-class WorkloadLRControlEnv(gym.Env):
+class WorkloadLRControlEnv(LRControlBase):
     """Learning-rate control of a benchmark workload's training run, as a gymnasium env.
 
     Args:
@@ -124,7 +124,6 @@ class WorkloadLRControlEnv(gym.Env):
         ((7,), 'digits-cnn')
     """
 
-    metadata = {"render_modes": []}
 
     def __init__(
         self,
@@ -144,7 +143,9 @@ class WorkloadLRControlEnv(gym.Env):
         divergence_penalty: float = 10.0,
         data_seeds: int = 16,
     ) -> None:
-        super().__init__()
+        super().__init__(seed, steps_per_action=steps_per_action, max_log_change=max_log_change,
+                         min_relative_lr=min_relative_lr, feature_window=feature_window,
+                         divergence_penalty=divergence_penalty)
         self.workloads = _names(workloads, "workloads")
         self.optimizers = _names(optimizers, "optimizers")
         for name in self.workloads:
@@ -160,8 +161,6 @@ class WorkloadLRControlEnv(gym.Env):
                                  f"{sorted(OPTIMIZERS)}")
         if suite not in SUITES:
             raise ValueError(f"suite must be one of {sorted(SUITES)}, got {suite!r}")
-        if not isinstance(steps_per_action, int) or steps_per_action < 1:
-            raise ValueError(f"steps_per_action must be an integer >= 1, got {steps_per_action!r}")
         budgets = {}
         for name in self.workloads:
             budget = WORKLOADS[name].budget_steps[suite] if budget_steps is None else budget_steps
@@ -169,10 +168,6 @@ class WorkloadLRControlEnv(gym.Env):
                 raise ValueError(f"budget_steps must be an integer > steps_per_action "
                                  f"({steps_per_action}), got {budget!r} for {name!r}")
             budgets[name] = budget
-        if not (0 < max_log_change <= 5):
-            raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
-        if not (0 < min_relative_lr < 1):
-            raise ValueError(f"min_relative_lr must be in (0, 1), got {min_relative_lr}")
         if not (max_lr_factor >= 1 and math.isfinite(max_lr_factor)):
             raise ValueError(f"max_lr_factor must be a finite value >= 1, got {max_lr_factor}")
         if not (terminal_weight >= 0 and math.isfinite(terminal_weight)):
@@ -183,19 +178,9 @@ class WorkloadLRControlEnv(gym.Env):
         self.suite = suite
         self.budgets = budgets
         self.base_lr_spec = base_lr
-        self.steps_per_action = steps_per_action
-        self.max_log_change = max_log_change
-        self.min_relative_lr = min_relative_lr
         self.max_lr_factor = max_lr_factor
-        self.feature_window = feature_window
         self.terminal_weight = terminal_weight
-        self.divergence_penalty = divergence_penalty
         self.data_seeds = data_seeds
-        self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT, (ObservationBuilder.dim,),
-                                                dtype=np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
-        self._initial_seed = seed
-        self._seeded = False
         self.loss_history: list[float] = []
         """Per-optimizer-step training losses of the current episode."""
         self.lr_history: list[float] = []
@@ -234,10 +219,7 @@ class WorkloadLRControlEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Draw a run, train its step 0 at the base LR and return the first observation."""
-        if seed is None and not self._seeded:
-            seed = self._initial_seed
-        super().reset(seed=seed)
-        self._seeded = True
+        self._seed_episode(seed)
         self._start_run()
         self.loss_history, self.lr_history = [], []
         self.step_index = 0
@@ -263,7 +245,7 @@ class WorkloadLRControlEnv(gym.Env):
         """Apply the LR change, run up to ``steps_per_action`` optimizer steps, observe."""
         if self.diverged:
             return self._diverged()
-        a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+        a = self._action_value(action)
         self._apply_action(a)
         last = min(self.step_index + self.steps_per_action, self.budget - 1)
         losses: list[float] = []
