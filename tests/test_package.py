@@ -122,3 +122,17 @@ def test_rl_registers_its_schedules_into_the_bench_registry_in_place():
         register_schedule(ScheduleSpec("x", "fixed", "x", SCHEDULES["constant"].builder),
                           after="nope")
     assert "x" not in SCHEDULES
+
+
+def test_figures_leave_the_callers_matplotlib_backend_alone(tmp_path):
+    png = tmp_path / "nmf.png"
+    done = _python(
+        "import matplotlib; matplotlib.use('pdf')\n"
+        "from learnlr.cli import main\n"
+        f"assert main(['nmf', 'solve', '--problem', 'planted:12x8', '--rank', '2', '--steps', "
+        f"'20', '--no-progress', '--plot', {str(png)!r}]) == 0\n"
+        "import matplotlib.pyplot as plt\n"
+        "assert matplotlib.get_backend() == 'pdf', matplotlib.get_backend()\n"
+        "assert plt.get_fignums() == []  # nothing left open in pyplot's registry\n")
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:4] == b"\x89PNG"
