@@ -219,7 +219,7 @@ def run_cell(config: CellConfig, plugins: Iterable[str] = ()) -> CellResult:
     workload = shared_workload(config.workload, plugins)
 
     def build(params: Iterable[torch.nn.Parameter]) -> TrainingHooks:
-        return build_schedule(config.schedule, params, config.optimizer, base_lr=config.base_lr,
+        return build_schedule(config.schedule, params, config.optimizer, base_lr=config.lr,
                               budget_steps=config.budget_steps, eval_every=config.eval_every)[1]
 
     run = TrainingRun.start(workload, config.seed, build, config.budget_steps)
