@@ -39,6 +39,8 @@ import torch
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as tls
 
+from learnlr.plugins import load_schedule_providers
+
 OPTIMIZERS: dict[str, str] = {
     "sgd": "SGD with momentum 0.9",
     "adamw": "AdamW (torch defaults: betas 0.9/0.999, weight decay 0.01)",
@@ -378,13 +380,9 @@ def register_schedule(spec: ScheduleSpec, *, after: str | None = None) -> None:
     SCHEDULES.update(entries[:at] + [(spec.name, spec)] + entries[at:])
 
 
-def _load_schedule_providers() -> None:
-    from learnlr.plugins import load_schedule_providers
-
-    load_schedule_providers()
-
-
-_load_schedule_providers()
+# Providers (learnlr.rl's schedules, entry points) register here: after everything a provider
+# imports from this module, before the tables derived from the registry below.
+load_schedule_providers()
 
 # Fixed schedules whose tuned runs define the steps-to-target target (issue 3).
 FIXED_SCHEDULES: tuple[str, ...] = tuple(n for n, s in SCHEDULES.items() if s.kind == "fixed")
@@ -458,3 +456,4 @@ def effective_lr(optimizer: Optimizer) -> float:
     if "d" in group:
         lr *= float(group["d"])
     return lr
+

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from learnlr.nmf.solver import StochasticNMF
+from learnlr.plugins import load_schedule_providers
 
 __all__ = ["NMF_SCHEDULES", "NMFSchedule", "nmf_schedule", "register_nmf_schedule",
            "step_decay"]
@@ -81,10 +82,4 @@ def nmf_schedule(name: str, budget: int) -> NMFSchedule:
     return NMF_SCHEDULES[name](budget)
 
 
-def _load_providers() -> None:
-    from learnlr.plugins import load_schedule_providers
-
-    load_schedule_providers()
-
-
-_load_providers()
+load_schedule_providers()  # learnlr.rl adds "rl" (see learnlr.plugins)
