@@ -124,7 +124,6 @@ class LRControlEnv(LRControlBase):
         (7,)
     """
 
-
     def __init__(
         self,
         workload: str = "nmf",

@@ -124,7 +124,6 @@ class WorkloadLRControlEnv(LRControlBase):
         ((7,), 'digits-cnn')
     """
 
-
     def __init__(
         self,
         workloads: str | Sequence[str] = "digits-cnn",
