@@ -169,7 +169,8 @@ def test_checkpoint_resume_restores_the_scheduler_exactly(tmp_path, resume_at):
 
 def test_eval_mode_steps_once_per_evaluation_on_metric_for_best_model(tmp_path):
     trainer, rec = build(
-        tmp_path, {"on": "eval", "factor": 0.8, "patience": 0, "max_lr": 1.0, "budget": False},
+        tmp_path, {"on": "eval", "factor": 0.8, "patience": 0, "max_lr": 1.0,
+                   "total_steps": None},
         eval_strategy="steps", eval_steps=2, metric_for_best_model="loss",
     )
     trainer.train()
@@ -299,8 +300,8 @@ def test_repeated_steps_for_one_optimizer_step_act_once():
 
 @pytest.mark.parametrize(("kwargs", "name"), [({"on": "epoch"}, "on"), ({"mode": "max"}, "mode"),
                                               ({"factor": 2.0}, "factor"),
-                                              ({"total_steps": 100}, "total_steps"),
-                                              ({"warmup_steps": 10}, "warmup_steps")])
+                                              ({"total_steps": 0}, "total_steps"),
+                                              ({"warmup_steps": -1}, "warmup_steps")])
 def test_invalid_arguments_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):
         GreedyLRCallback(**kwargs)

@@ -12,6 +12,7 @@ only Trainer's scheduler, through ``Trainer.create_scheduler(num_training_steps,
 is a budget-aware :class:`learnlr.GreedyLR` with ``total_steps`` = the Trainer's number of training
 steps (``max_steps``, or the one computed from the epochs) and ``warmup_steps`` =
 ``args.get_warmup_steps(...)`` (``TrainingArguments(warmup_steps=N)``, or a float < 1 as a ratio).
+``use_greedy_lr(trainer, total_steps=None)`` keeps the purely reactive rule (no envelope).
 
 Why the scheduler sits in Trainer's own scheduler slot:
 
@@ -59,20 +60,18 @@ from transformers import (
     TrainingArguments,
 )
 
-from learnlr.control.greedy import HOLD, PER_EVAL
-from learnlr.control.schedule import gate, observes, resolve
+from learnlr.control.greedy import PER_EVAL
+from learnlr.control.schedule import resolve
+from learnlr.integrations._clock import ClockedGreedyLR
 from learnlr.torch.greedy import GreedyLR, _reject_renamed
 
 _TRIGGERS = ("train_loss", "eval")
-# Set from TrainingArguments by use_greedy_lr; a user value would silently disagree with Trainer.
-_FROM_ARGS = {"total_steps": "max_steps (or num_train_epochs)",
-              "warmup_steps": "warmup_steps (an int, or a float < 1 as a ratio)"}
 # GreedyLR arguments that resolve() validates without an optimizer (checked at construction).
-_RESOLVED_KEYS = ("anneal_fraction", "adaptation", "factor", "patience", "window", "threshold",
+_RESOLVED_KEYS = ("total_steps", "warmup_steps", "anneal_fraction", "adaptation", "factor", "patience", "window", "threshold",
                   "threshold_mode", "keep_decreasing", "keep_increasing", "reset_after")
 
 
-class TrainerGreedyLR(GreedyLR):
+class TrainerGreedyLR(ClockedGreedyLR):
     """A :class:`learnlr.GreedyLR` that Trainer can step with no argument.
 
     ``on="train_loss"``: ``step()`` with no metric decides on the mean of the training losses
@@ -104,12 +103,13 @@ class TrainerGreedyLR(GreedyLR):
 
     def step(self, metric: Any = None) -> None:  # type: ignore[override]
         if metric is not None or self._in_initial_step():
-            super().step(metric)
+            GreedyLR.step(self, metric)
             return
         if self._stepped_this_step:
             return  # a repeated step for the same optimizer step (AcceleratedScheduler)
         if self.on == "eval":
-            self._tick()
+            self._stepped_this_step = True
+            self.tick()  # per-evaluation mode: the callback decides on each evaluation
             return
         if self._loss_count == 0:
             raise RuntimeError(
@@ -122,32 +122,7 @@ class TrainerGreedyLR(GreedyLR):
         self._loss_sum = None
         self._loss_count = 0
         self._stepped_this_step = True
-        super().step(mean)
-
-    def _tick(self) -> None:
-        """Per-evaluation mode: one optimizer step done; the envelope moves, no decision."""
-        self._stepped_this_step = True
-        self.last_epoch += 1
-        self._step_count += 1
-        if self.budget is not None:
-            self._write_lrs()
-
-    def decide(self, metric: float) -> None:
-        """Per-evaluation mode: one decision on an evaluation metric (already global: Trainer
-        gathers predictions from every rank before computing it)."""
-        value = float(metric)
-        if self.budget is None:
-            decision = self.controller.observe(value)
-            if decision != HOLD:
-                self._apply(decision)
-            return
-        # The evaluation follows the update made at step last_epoch - 1.
-        if not observes(self.budget, self.last_epoch - 1):
-            return  # inside the LR warmup: the metric says nothing about the target LR
-        decision = gate(self.controller.observe(value), self.budget, self.last_epoch)
-        if decision != HOLD:
-            self.controller.apply(decision)
-            self._write_lrs()
+        GreedyLR.step(self, mean)
 
 
 class GreedyLRCallback(TrainerCallback):
@@ -163,10 +138,11 @@ class GreedyLRCallback(TrainerCallback):
         capture_model_loss: record ``outputs.loss`` of training forwards with a model hook. Set
             False and call ``trainer.lr_scheduler.record_loss(loss)`` yourself when the loss is
             computed outside the model.
-        budget: True (default): ``total_steps`` and ``warmup_steps`` from the Trainer (warmup,
-            GreedyLR, final anneal to ~0). False: the purely reactive rule, no envelope.
         **greedy_kwargs: any other :class:`learnlr.GreedyLR` argument (factor, patience, window,
-            min_lr, max_lr, anneal_fraction, reduce, sync_every, ...).
+            min_lr, max_lr, anneal_fraction, reduce, sync_every, ...). ``total_steps`` defaults to
+            the Trainer's number of training steps and ``warmup_steps`` to
+            ``args.get_warmup_steps(...)``; ``total_steps=None`` is the purely reactive rule (no
+            warmup, no final anneal).
     """
 
     def __init__(
@@ -175,18 +151,16 @@ class GreedyLRCallback(TrainerCallback):
         on: str = "train_loss",
         mode: str | None = None,
         capture_model_loss: bool = True,
-        budget: bool = True,
         **greedy_kwargs: Any,
     ) -> None:
         if on not in _TRIGGERS:
             raise ValueError(f"on must be one of {_TRIGGERS}, got {on!r}")
         if on == "train_loss" and mode == "max":
             raise ValueError("mode must be 'min' when on='train_loss' (a loss), got 'max'")
-        _check_greedy_kwargs(greedy_kwargs, budget)
+        _check_greedy_kwargs(greedy_kwargs)
         self.on = on
         self.explicit_mode = mode
         self.capture_model_loss = capture_model_loss
-        self.budget = bool(budget)
         self.greedy_kwargs = ({**PER_EVAL, **greedy_kwargs} if on == "eval" else greedy_kwargs)
         self.scheduler: TrainerGreedyLR | None = None
         self.metric_key: str | None = None
@@ -198,11 +172,11 @@ class GreedyLRCallback(TrainerCallback):
                         num_training_steps: int) -> TrainerGreedyLR:
         """The scheduler for Trainer's slot (called by ``Trainer.create_scheduler``)."""
         self.bind_args(args)
-        budget = ({"total_steps": num_training_steps,
-                   "warmup_steps": args.get_warmup_steps(num_training_steps)}
-                  if self.budget else {})
-        self.scheduler = TrainerGreedyLR(optimizer, on=self.on, mode=self.mode, **budget,
-                                         **self.greedy_kwargs)
+        budget: dict[str, Any] = {"total_steps": num_training_steps}
+        if self.greedy_kwargs.get("total_steps", num_training_steps) is not None:
+            budget["warmup_steps"] = args.get_warmup_steps(num_training_steps)
+        self.scheduler = TrainerGreedyLR(optimizer, on=self.on, mode=self.mode,
+                                         **{**budget, **self.greedy_kwargs})
         return self.scheduler
 
     def bind_args(self, args: TrainingArguments) -> None:
@@ -274,20 +248,15 @@ class GreedyLRCallback(TrainerCallback):
             self._hook = None
 
 
-def _check_greedy_kwargs(greedy_kwargs: dict[str, Any], budget: bool) -> None:
-    """Fail at construction, not at train(): unknown names, values set by TrainingArguments, and
-    every value that can be checked without the optimizer."""
+def _check_greedy_kwargs(greedy_kwargs: dict[str, Any]) -> None:
+    """Fail at construction, not at train(): unknown names and every value that can be checked
+    without the optimizer (an example budget stands in for the Trainer's)."""
     accepted = inspect.signature(GreedyLR.__init__).parameters
     for name in greedy_kwargs:
-        if name in _FROM_ARGS:
-            raise ValueError(
-                f"{name}={greedy_kwargs[name]!r}: the Trainer sets {name} from TrainingArguments "
-                f"{_FROM_ARGS[name]}; set it there (or pass budget=False for no envelope)"
-            )
         if name not in accepted or name in ("self", "optimizer", "renamed"):
             _reject_renamed({name: greedy_kwargs[name]})  # a TypeError naming it (and warmup=)
     subset = {k: v for k, v in greedy_kwargs.items() if k in _RESOLVED_KEYS}
-    resolve(total_steps=1000 if budget else None, **subset)
+    resolve(**{"total_steps": 1000, **subset})
 
 
 def _not_installed_message(args: TrainingArguments, lr_scheduler: Any) -> str:
