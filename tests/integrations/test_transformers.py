@@ -239,6 +239,11 @@ def test_callback_without_use_greedy_lr_is_a_loud_error(tmp_path):
     assert callback_of(trainer).scheduler is trainer.lr_scheduler
     with pytest.raises(ValueError, match="already holds a GreedyLRCallback"):
         use_greedy_lr(trainer, factor=0.8)
+    # That callback (which has built a scheduler) in a new Trainer without use_greedy_lr: loud too.
+    again = Trainer(model=model, args=training_args(tmp_path, max_steps=2),
+                    train_dataset=TokenData(32, 1), callbacks=[callback_of(trainer)])
+    with pytest.raises(ValueError, match="use_greedy_lr"):
+        again.train()
 
 
 def test_a_scheduler_in_optimizers_is_refused(tmp_path):

@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 from transformers import (
     Trainer,
     TrainerCallback,
@@ -206,7 +207,10 @@ class GreedyLRCallback(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState,
                        control: TrainerControl, model: Any = None, lr_scheduler: Any = None,
                        **kwargs: Any) -> None:
-        if self.scheduler is None or lr_scheduler is not self.scheduler:
+        # Ours never built (Trainer made its own), or another torch scheduler in the slot. A
+        # non-torch object there is a wrapper around ours (DeepSpeed's), not a rival.
+        rival = isinstance(lr_scheduler, LRScheduler) and lr_scheduler is not self.scheduler
+        if self.scheduler is None or rival:
             raise ValueError(_not_installed_message(args, lr_scheduler))
         self._training = True
         if self.on == "train_loss" and self.capture_model_loss and model is not None:
