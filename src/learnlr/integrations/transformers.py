@@ -254,13 +254,13 @@ class GreedyLRCallback(TrainerCallback):
 
 def _check_greedy_kwargs(greedy_kwargs: dict[str, Any]) -> None:
     """Fail at construction, not at train(): unknown names and every value that can be checked
-    without the optimizer (an example budget stands in for the Trainer's)."""
+    without the optimizer (a large example budget stands in for the Trainer's)."""
     accepted = inspect.signature(GreedyLR.__init__).parameters
     for name in greedy_kwargs:
         if name not in accepted or name in ("self", "optimizer", "renamed"):
             _reject_renamed({name: greedy_kwargs[name]})  # a TypeError naming it (and warmup=)
     subset = {k: v for k, v in greedy_kwargs.items() if k in _RESOLVED_KEYS}
-    resolve(**{"total_steps": 1000, **subset})
+    resolve(**{"total_steps": 10**9, **subset})
 
 
 def _not_installed_message(args: TrainingArguments, lr_scheduler: Any) -> str:
