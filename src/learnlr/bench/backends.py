@@ -271,9 +271,10 @@ def run_benchmark(request: BenchRequest, progress: Progress | None = None) -> Be
                             continue
                         lr = plan.base_lrs[(w, o)] if spec.uses_base_lr else 1.0
                         fingerprint = schedule_fingerprint(s)
-                        for seed in range(seeds):
-                            plan.main.append(CellConfig(w, o, s, seed, lr, budget, every,
-                                                        fingerprint))
+                        for scale in suite.scales_for(s, spec.uses_base_lr):
+                            for seed in range(seeds):
+                                plan.main.append(CellConfig(w, o, s, seed, lr, budget, every,
+                                                            fingerprint, lr_scale=scale))
             store.supersede(plan.main)
             store.mark_purpose(plan.main_hashes, "main")
             run_and_store(plan.main, "running cells", "main")

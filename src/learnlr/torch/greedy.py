@@ -156,6 +156,17 @@ class GreedyLR(LRScheduler):
             self._special = True  # every call moves the envelope
             self._write_lrs()
 
+    @property
+    def _schedulers(self) -> Any:
+        # SequentialLR's constructor probes hasattr(scheduler, "_schedulers") on every child
+        # (recursive_undo); hasattr lets this ValueError through, so nesting GreedyLR fails at
+        # construction with advice instead of with a TypeError at the milestone, mid-training.
+        raise ValueError(
+            "GreedyLR cannot run inside SequentialLR: its step() needs the metric, which "
+            "SequentialLR cannot pass. For 'warmup, then GreedyLR' use GreedyLR(opt, "
+            "total_steps=N, warmup_steps=W) alone (the warmup is part of its schedule)"
+        )
+
     # Read-only views for people used to ReduceLROnPlateau's attributes.
     @property
     def best(self) -> float | None:
@@ -182,7 +193,9 @@ class GreedyLR(LRScheduler):
                 return
             raise TypeError(
                 "GreedyLR.step() needs the metric: call sched.step(loss) once per optimizer step "
-                "(training loss) or sched.step(val_metric) once per evaluation"
+                "(training loss) or sched.step(val_metric) once per evaluation. ChainedScheduler "
+                "and SequentialLR cannot pass one: for a warmup use GreedyLR(opt, "
+                "total_steps=N, warmup_steps=W) instead"
             )
         self.last_epoch += 1
         self._step_count += 1
