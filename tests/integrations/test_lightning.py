@@ -178,19 +178,20 @@ def test_a_bare_greedylr_from_configure_optimizers_fails_with_advice(tmp_path):
         t.fit(Bare(), regression_loader(0))
 
 
-def test_resume_from_checkpoint_continues_the_same_schedule(tmp_path):
+@pytest.mark.parametrize("epoch", [1, 2])  # after steps 12 and 18; the anneal is steps 12-23
+def test_resume_from_checkpoint_continues_the_same_schedule(tmp_path, epoch):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_epochs=1, save_top_k=-1,
                            filename="{epoch}")
-    full_model = TinyRegressor(window=3)
+    full_model = TinyRegressor(window=3, anneal_fraction=0.5)
     full = trainer(tmp_path, max_epochs=4, limit_val_batches=0, enable_checkpointing=True,
                    callbacks=[ckpt])
     full.fit(full_model, regression_loader(0))
     assert len(set(full_model.lrs)) > 2
 
-    resumed_model = TinyRegressor(window=3)
+    resumed_model = TinyRegressor(window=3, anneal_fraction=0.5)
     resumed = trainer(tmp_path, max_epochs=4, limit_val_batches=0)
-    resumed.fit(resumed_model, regression_loader(0), ckpt_path=tmp_path / "ckpt" / "epoch=1.ckpt")
-    assert resumed_model.lrs == full_model.lrs[2 * BATCHES_PER_EPOCH:]
+    resumed.fit(resumed_model, regression_loader(0), ckpt_path=tmp_path / "ckpt" / f"epoch={epoch}.ckpt")
+    assert resumed_model.lrs == full_model.lrs[(epoch + 1) * BATCHES_PER_EPOCH:]
     assert greedy_of(resumed).state_dict() == greedy_of(full).state_dict()
 
 
