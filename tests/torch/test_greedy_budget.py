@@ -188,3 +188,16 @@ def test_sequential_lr_with_greedy_fails_at_construction_with_advice():
     sched = GreedyLR(opt)
     with pytest.raises(ValueError, match="warmup_steps"):
         SequentialLR(opt, [warm, sched], milestones=[5])
+
+
+def test_per_call_fast_path_matches_the_deferred_path_at_every_flush():
+    metrics = [1.0 / (1 + t) if t % 40 < 25 else 2.0 for t in range(200)]
+    kw = {"total_steps": 200, "warmup_steps": 20, "patience": 1, "window": 3}
+    fast, deferred = GreedyLR(_sgd(), **kw), GreedyLR(_sgd(), sync_every=4, **kw)
+    for t, m in enumerate(metrics):
+        fast.step(m)
+        deferred.step(m)
+        if (t + 1) % 4 == 0:  # after each flush both have decided on the same metrics
+            assert deferred.stable_lrs == fast.stable_lrs
+            assert deferred.get_last_lr() == fast.get_last_lr()
+    assert fast.controller.num_calls == 180  # warmup metrics are not observed

@@ -12,7 +12,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from learnlr.control.budget import DEFAULT_ANNEAL_FRACTION, check_total_steps
-from learnlr.control.greedy import HOLD, GreedyController
+from learnlr.control.greedy import HOLD, INCREASE, GreedyController
 from learnlr.control.schedule import gate, observes, resolve
 from learnlr.torch.distributed import MetricReducer, check_reduce, resolve_reducer
 
@@ -144,6 +144,10 @@ class GreedyLR(LRScheduler):
             keep_increasing=keep_increasing, reset_after=reset_after,
         )
         self.budget = resolved.budget
+        self._budget_fast = False  # set at the first step once the reducer is known
+        if self.budget is not None:
+            self._warmup_steps = self.budget.warmup_steps
+            self._anneal_start = self.budget.anneal_start if self.budget.anneal_steps else math.inf
         # "initial_lr" is set by a scheduler built before this one (a LinearLR warmup): its
         # target LR, not the warmup's first value, is the LR GreedyLR's bounds are relative to.
         initial = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
@@ -153,7 +157,6 @@ class GreedyLR(LRScheduler):
         )
         super().__init__(optimizer)
         if self.budget is not None:
-            self._special = True  # every call moves the envelope
             self._write_lrs()
 
     @property
@@ -206,9 +209,27 @@ class GreedyLR(LRScheduler):
             # .item() rather than float(): no "requires_grad" warning when passed `loss` itself.
             # A plain tensor is the common case: handled inline, without a function call.
             metric = metric.item() if type(metric) is _Tensor else _to_float(metric)
+        if self._budget_fast:
+            self._step_budget(metric)
+            return
         decision = self.controller.observe(metric)
         if decision != HOLD:
             self._apply(decision)
+
+    def _step_budget(self, value: float) -> None:
+        """Budget mode, one decision per call: the common case, kept off the general path."""
+        t = self.last_epoch  # the next update's step; ``value`` is the loss of update t - 1
+        decision = HOLD
+        if t > self._warmup_steps:
+            decision = self.controller.observe(value)
+            if decision != HOLD:
+                if decision == INCREASE and t >= self._anneal_start:
+                    decision = HOLD  # control.schedule.gate, inlined for the hot path
+                else:
+                    self.controller.apply(decision)
+        # In the stable phase the envelope is 1: write only when GreedyLR moved the LR.
+        if decision != HOLD or t <= self._warmup_steps or t >= self._anneal_start:
+            self._write_lrs()
 
     def _in_initial_step(self) -> bool:
         # LRScheduler.__init__ calls step() once with no metric. Older torch has no _is_initial
@@ -219,7 +240,8 @@ class GreedyLR(LRScheduler):
         if self._reducer is _UNRESOLVED:
             self._reducer = resolve_reducer(self.reduce, self.process_group)
             deferred = self.sync_every > 1 or self._reducer is not None
-            self._special = deferred or self.budget is not None
+            self._special = deferred
+            self._budget_fast = not deferred and self.budget is not None
             if not deferred:
                 # Metrics buffered by a resumed sync_every > 1 run are decided first, in order.
                 pending, self._pending = self._pending, []
@@ -227,10 +249,6 @@ class GreedyLR(LRScheduler):
                 if self.budget is not None:
                     self._write_lrs()
                 return
-        if self.sync_every == 1 and self._reducer is None:  # budget, per-call decisions
-            self._decide([_to_float(metric)])
-            self._write_lrs()
-            return
         if isinstance(metric, torch.Tensor) and metric.numel() != 1:
             raise ValueError(
                 f"metric must be a number or a one-element tensor, got shape {tuple(metric.shape)}"
