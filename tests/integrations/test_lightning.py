@@ -174,7 +174,7 @@ def test_a_bare_greedylr_from_configure_optimizers_fails_with_advice(tmp_path):
             return {"optimizer": opt, "lr_scheduler": GreedyLR(opt)}
 
     t = trainer(tmp_path, max_epochs=1, limit_val_batches=0)
-    with pytest.raises(TypeError, match=r"GreedyLR.step\(\) needs the metric"):
+    with pytest.raises(TypeError, match=r"lr_scheduler_config\(self, opt\)"):
         t.fit(Bare(), regression_loader(0))
 
 
