@@ -34,7 +34,7 @@ def test_core_and_optax_adapter_import_no_torch():
 
 
 def test_bench_records_and_store_import_no_torch():
-    done = _python("import learnlr.bench.records, learnlr.bench.store, sys; "
+    done = _python("import learnlr.bench.records, learnlr.bench.store, learnlr.bench.summary, sys; "
                    "assert 'torch' not in sys.modules, 'torch imported'")
     assert done.returncode == 0, done.stderr
 
