@@ -166,8 +166,14 @@ class GreedyLR(LRScheduler):
         self.budget = resolved.budget
         self._budget_fast = False  # set at the first step once the reducer is known
         if self.budget is not None:
-            self._warmup_steps = self.budget.warmup_steps
-            self._anneal_start = self.budget.anneal_start if self.budget.anneal_steps else math.inf
+            b = self.budget
+            self._warmup_steps = b.warmup_steps
+            self._anneal_start = b.anneal_start if b.anneal_steps else math.inf
+            self._last_step = b.total_steps - 1
+            # The envelope where it is not 1, computed once by the one definition
+            # (control.budget.envelope): step() then only indexes a list.
+            self._envelope_warmup = [b.multiplier(t) for t in range(b.warmup_steps)]
+            self._envelope_anneal = [b.multiplier(t) for t in range(b.anneal_start, b.total_steps)]
         # "initial_lr" is set by a scheduler built before this one (a LinearLR warmup): its
         # target LR, not the warmup's first value, is the LR GreedyLR's bounds are relative to.
         initial = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
@@ -240,19 +246,33 @@ class GreedyLR(LRScheduler):
             self._apply(decision)
 
     def _step_budget(self, value: float) -> None:
-        """Budget mode, one decision per call: the common case, kept off the general path."""
+        """Budget mode, one decision per call: the common case, kept off the general path (the
+        same rules as _decide + _write_lrs, inlined: this runs once per optimizer step)."""
         t = self.last_epoch  # the next update's step; ``value`` is the loss of update t - 1
-        decision = HOLD
+        controller = self.controller
+        moved = False
         if t > self._warmup_steps:
-            decision = self.controller.observe(value)
-            if decision != HOLD:
-                if decision == INCREASE and t >= self._anneal_start:
-                    decision = HOLD  # control.schedule.gate, inlined for the hot path
-                else:
-                    self.controller.apply(decision)
-        # In the stable phase the envelope is 1: write only when GreedyLR moved the LR.
-        if decision != HOLD or t <= self._warmup_steps or t >= self._anneal_start:
-            self._write_lrs()
+            decision = controller.observe(value)
+            # control.schedule.gate: no increase for an update inside the anneal.
+            if decision != HOLD and (decision != INCREASE or t < self._anneal_start):
+                controller.apply(decision)
+                moved = True
+        if t < self._warmup_steps:
+            scale = self._envelope_warmup[t]
+        elif t >= self._anneal_start:
+            scale = self._envelope_anneal[min(t, self._last_step) - self._anneal_start]
+        elif moved or t == self._warmup_steps:
+            scale = 1.0
+        else:
+            return  # stable phase, no decision: the LR in the optimizer is already right
+        lrs = [lr * scale for lr in controller.lrs]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            if type(group["lr"]) is float:
+                group["lr"] = lr
+            else:
+                self._set_group_lrs(lrs)
+                return
+        self._last_lr = lrs
 
     def _in_initial_step(self) -> bool:
         # LRScheduler.__init__ calls step() once with no metric. Older torch has no _is_initial
@@ -343,15 +363,17 @@ class GreedyLR(LRScheduler):
         groups = self.optimizer.param_groups
         controller = self.controller
         controller.apply(decision, [float(g["lr"]) for g in groups])
-        self._set_group_lrs(controller.lrs)
+        self._set_group_lrs(list(controller.lrs))
 
     def _set_group_lrs(self, lrs: list[float]) -> None:
         for group, lr in zip(self.optimizer.param_groups, lrs):
-            if isinstance(group["lr"], torch.Tensor):
+            if type(group["lr"]) is float:
+                group["lr"] = lr
+            elif isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(lr)
             else:
                 group["lr"] = lr
-        self._last_lr = list(lrs)
+        self._last_lr = lrs
 
     def _write_lrs(self) -> None:
         """Budget mode: the LR for the next update is GreedyLR's LR times the envelope there.
@@ -359,7 +381,13 @@ class GreedyLR(LRScheduler):
         The controller keeps the stable-phase LRs itself, so an LR changed in the optimizer by
         someone else is overwritten at the next call (unlike the reactive mode).
         """
-        scale = self.budget.multiplier(self.last_epoch)
+        t = self.last_epoch
+        if t < self._warmup_steps:
+            scale = self._envelope_warmup[t]
+        elif t >= self._anneal_start:
+            scale = self._envelope_anneal[min(t, self._last_step) - self._anneal_start]
+        else:
+            scale = 1.0
         self._set_group_lrs([lr * scale for lr in self.controller.lrs])
 
     @property
