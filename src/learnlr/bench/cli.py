@@ -267,8 +267,8 @@ def _bench_request(args: argparse.Namespace) -> BenchRequest:
     except ValueError as exc:
         raise UsageError(f"--plugin: {exc}") from None
     _check_names(args, registry)
-    workloads = _check_workloads(args, registry)
     schedules = _check_schedules(args)
+    workloads = _check_workloads(args, registry)
     _check_out_folder("--out", Path(args.out))
     optimizers = _flatten(args.optimizers)
     return BenchRequest(

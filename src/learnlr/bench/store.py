@@ -121,7 +121,7 @@ def _check_tables(path: Path, conn: sqlite3.Connection) -> None:
     """Refuse a SQLite database that holds other tables than a store's (someone else's file)."""
     tables = {name for (name,) in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if tables and not _STORE_TABLES <= tables:
+    if tables and not tables & _STORE_TABLES:
         conn.close()
         raise StoreError(f"{path} is a SQLite database but not a learnlr store (tables: "
                          f"{', '.join(sorted(tables))}); it was left as it was")
