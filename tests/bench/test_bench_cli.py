@@ -18,12 +18,19 @@ def test_real_tiny_suite_end_to_end(tmp_path, capsys):
     out = tmp_path / "tiny"
     assert main(["bench", "--suite", "tiny", "--workers", "1", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    # tiny = digits-cnn x SGD x (constant, cosine, greedy_step, greedy_eval) x 1 seed.
-    assert summary["cells"] == 4
-    assert set(summary["greedy_vs"]) == {"constant", "cosine", "greedy_eval"}
-    for entry in summary["greedy_vs"].values():
-        assert entry["wins"] + entry["ties"] + entry["losses"] == 1
-        assert entry["as_good_or_better"] == (entry["wins"] + entry["ties"]) / 1
+    # tiny = digits-cnn x SGD x (constant, cosine, wsd, greedy_step, greedy_eval) x 1 seed
+    # x 3 LR tracks.
+    assert summary["cells"] == 15
+    rivals = {"constant", "cosine", "wsd", "greedy_eval"}
+    assert set(summary["greedy_vs"]) == rivals
+    assert set(summary["by_lr_scale"]) == {"0.1", "1", "10"}
+    assert summary["by_lr_scale"]["1"]["greedy_vs"] == summary["greedy_vs"]
+    for track in summary["by_lr_scale"].values():
+        assert set(track["greedy_vs"]) == rivals and track["n_pairs"] == 1
+        for entry in track["greedy_vs"].values():
+            assert entry["wins"] + entry["ties"] + entry["losses"] == 1
+            assert entry["as_good_or_better"] == (entry["wins"] + entry["ties"]) / 1
+        assert min(r["median"] for r in track["ratio_to_best"].values()) == 1.0
     report = (out / "report.md").read_text()
     assert report.index("## Headline") < report.index("## Base learning rates")
     assert "digits-cnn" in report
@@ -33,8 +40,8 @@ def test_real_tiny_suite_end_to_end(tmp_path, capsys):
     assert "as-good-or-better" in printed and "speedup vs cosine" in printed
     with ExperimentStore(out / "runs.sqlite") as store:
         # 2 tuning runs; the winner's seed-0 constant run is reused as a main cell.
-        assert store.count_cells() == 5
-        assert store.count_cells("main") == 4
+        assert store.count_cells() == 16
+        assert store.count_cells("main") == 15
         assert len(store.base_lrs()) == 1
 
 
@@ -45,8 +52,9 @@ def test_toy_bench_is_deterministic_and_resumable(tmp_path):
     assert main(["bench", "--suite", "tiny", *TOY_ARGS, "--workers", "2", "--out", str(b)]) == 0
     sa = json.loads((a / "summary.json").read_text())
     sb = json.loads((b / "summary.json").read_text())
-    # constant, cosine, greedy_step, greedy_eval, sgd_hd_group, sgd_hd_param x 2 seeds
-    assert sa["cells"] == 12
+    # (constant, cosine, greedy_step, greedy_reactive, greedy_eval) x 3 LR tracks
+    # + sgd_hd_group, sgd_hd_param (tuned track only), x 2 seeds
+    assert sa["cells"] == (5 * 3 + 2) * 2
     assert strip_timing(sa) == strip_timing(sb)
     with ExperimentStore(a / "runs.sqlite") as store:
         before = {c.hash: c.results for c in store.cells()}

@@ -44,7 +44,8 @@ def test_report_filters_by_suite_and_workloads_into_another_folder(two_suites, t
     assert main(["report", str(two_suites), "--suite", "tiny", "--workloads", "toy-linreg",
                  "--out", str(tmp_path / "tl")]) == 0
     summary = _summary(tmp_path / "tl")
-    assert set(summary["medians"]) == {"toy-linreg/sgd"} and summary["cells"] == 5
+    # (constant, cosine, greedy_step, greedy_eval, greedy_reactive, plateau) x 3 LR tracks
+    assert set(summary["medians"]) == {"toy-linreg/sgd"} and summary["cells"] == 6 * 3
     assert main(["report", str(two_suites), "--suite", "quick", "--out", str(tmp_path / "q")]) == 0
     assert set(_summary(tmp_path / "q")["medians"]) == {"toy-logreg/sgd"}
     # --out leaves DIR's own report as bench wrote it (the quick run's).
@@ -69,7 +70,11 @@ def test_report_leads_with_the_verdict_and_flags_schedules_that_never_moved(two_
     assert main(["report", str(two_suites), "--suite", "tiny", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "report.md").read_text()
     assert text.index("## Should I use GreedyLR?") < text.index("## Headline")
-    assert "Verdict for `greedy_step`" in text
+    assert "At the tuned base LR, `greedy_step` was as good as or better than" in text
+    for name in ("lr_schedules", "loss_histories"):  # one figure per LR track, all linked
+        for suffix in ("", "_x0.1", "_x10"):
+            assert (tmp_path / f"{name}{suffix}.png").read_bytes()[:4] == b"\x89PNG"
+            assert f"]({name}{suffix}.png)" in text
     section = text.split("## Cells where the schedule never changed the LR")[1].split("\n## ")[0]
     with ExperimentStore(two_suites / "runs.sqlite") as store:
         flat = []
@@ -80,7 +85,8 @@ def test_report_leads_with_the_verdict_and_flags_schedules_that_never_moved(two_
                 flat.append(cell.config)
     assert flat, "expected some schedule to keep the LR on this tiny budget"
     for c in flat:
-        assert f"| {c['schedule']} | {c['workload']} | sgd |" in section
+        scale = f"x{c.get('lr_scale', 1.0):g}"
+        assert f"| {c['schedule']} | {c['workload']} | sgd | {scale} |" in section
     assert "| cosine |" not in section  # cosine always moves the LR
     assert "| constant |" not in section  # a constant LR is no news
 
@@ -88,10 +94,14 @@ def test_report_leads_with_the_verdict_and_flags_schedules_that_never_moved(two_
 def test_small_multiples_cover_every_workload_optimizer_pair(two_suites):
     with ExperimentStore(two_suites / "runs.sqlite") as store:
         cells = [c for c in store.cells(purpose="main") if c.suite == "tiny"]
-        panels = seed0_panels(store, {c.hash for c in cells})
-    assert set(panels) == {("toy-linreg", "sgd"), ("toy-logreg", "sgd")}
-    for runs in panels.values():
-        assert set(runs) == {"constant", "cosine", "greedy_step", "greedy_eval", "plateau"}
+        tracks = seed0_panels(store, {c.hash for c in cells})
+    assert set(tracks) == {0.1, 1.0, 10.0}
+    for scale, panels in tracks.items():
+        assert set(panels) == {("toy-linreg", "sgd"), ("toy-logreg", "sgd")}
+        for runs in panels.values():
+            assert set(runs) == {"constant", "cosine", "greedy_step", "greedy_eval",
+                                 "greedy_reactive", "plateau"}
+            assert {t.config.get("lr_scale", 1.0) for t in runs.values()} == {scale}
 
 
 def test_one_colour_per_schedule_everywhere():
@@ -139,19 +149,26 @@ def test_verdict_follows_the_stated_rule(rates, verdict):
     assert f"constant in {rates['constant']:.0%}" in text
 
 
+def _track(rival_rate: float, ratio: float) -> dict:
+    return {"subject": "greedy_step", "n_pairs": 4, "greedy_vs": {"cosine": _tally(rival_rate)},
+            "effect_sizes": {"cosine": {"median_ratio": ratio, "ci95": [ratio - 0.1, ratio + 0.1],
+                                        "n": 4}}}
+
+
 def test_by_lr_scale_gives_one_headline_table_per_track_first():
     summary = _synthetic({"constant": 1.0, "cosine": 0.5})
-    summary["by_lr_scale"] = {
-        "10": {"greedy_vs": {"cosine": _tally(0.75)}},
-        "0.1": {"greedy_vs": {"cosine": _tally(1.0)}},
-        "1": {"greedy_vs": {"cosine": _tally(0.5)}},
-    }
-    summary["effect_sizes"] = {"cosine": {"median_ratio": 0.97}}
+    summary["by_lr_scale"] = {"10": _track(0.75, 0.5), "0.1": _track(1.0, 0.25),
+                              "1": _track(0.5, 0.97)}
     text = render_markdown(summary, [], {})
-    heads = [text.index(f"### base LR x{s}") for s in ("0.1", "1", "10")]
+    heads = [text.index(f"### base LR x{s} (greedy_step, 4 pairs)") for s in ("0.1", "1", "10")]
     assert text.index("## Should I use GreedyLR?") < heads[0] < heads[1] < heads[2]
     assert heads[2] < text.index("## Effect sizes") < text.index("## Detail")
     assert "| cosine | 75% | 3/0/1 | 4 |" in text
+    assert "| cosine | 0.25 [0.15, 0.35] | 0.97 [0.87, 1.07] | 0.5 [0.4, 0.6] |" in text
+    # The verdict reads the tracks: the tuned one, then the mis-set ones.
+    verdict = text.split("## Should I use GreedyLR?")[1].split("\n## ")[0]
+    assert "At the tuned base LR, `greedy_step`" in verdict and "cosine in 50% (2/0/2)" in verdict
+    assert "base LR x0.1: it held its own against 1 of 1 rivals" in verdict
     # Without tracks: today's layout.
-    del summary["by_lr_scale"], summary["effect_sizes"]
+    del summary["by_lr_scale"]
     assert "## Headline\n" in render_markdown(summary, [], {})

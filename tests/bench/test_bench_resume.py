@@ -82,7 +82,7 @@ def test_sigkill_loses_no_finished_cell_and_rerun_completes(tmp_path, toy_env):
         assert len(survived) >= 3
         for h in survived:  # no partial trajectory: a stored cell is a whole cell
             assert len(store.trajectory(h).lr) == BUDGET
-    total_main = 4 * 3
+    total_main = 4 * 3 * 3  # 4 schedules x 3 seeds x 3 LR tracks
     assert len(survived) < 2 + total_main, "run was complete before the kill"
 
     done = subprocess.run(cmd, env=toy_env, capture_output=True, text=True, timeout=120)

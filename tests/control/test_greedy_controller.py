@@ -53,7 +53,7 @@ def test_absolute_threshold_and_max_mode():
 
 
 def test_cooldown_keeps_decreasing_even_when_the_loss_improves():
-    c = make(patience=0, cooldown=2)
+    c = make(patience=0, keep_decreasing=2)
     c.update(1.0)  # first value: increase to 2.0
     assert c.lrs == [2.0]
     assert c.update(5.0) == DECREASE  # worse -> decrease, cooldown starts
@@ -63,7 +63,7 @@ def test_cooldown_keeps_decreasing_even_when_the_loss_improves():
 
 
 def test_warmup_keeps_increasing_even_when_the_loss_worsens():
-    c = make(patience=0, warmup=2)
+    c = make(patience=0, keep_increasing=2)
     assert c.update(1.0) == INCREASE
     assert [c.update(v) for v in (9.0, 9.0)] == [INCREASE, INCREASE]
     assert c.lrs == [8.0]
@@ -71,11 +71,11 @@ def test_warmup_keeps_increasing_even_when_the_loss_worsens():
 
 
 def test_non_finite_metric_ends_warmup_and_counts_as_bad():
-    c = make(patience=0, warmup=5)
+    c = make(patience=0, keep_increasing=5)
     c.update(1.0)
-    assert c.warmup_left == 5
+    assert c.increases_left == 5
     assert c.update(float("nan")) == DECREASE
-    assert c.warmup_left == 0
+    assert c.increases_left == 0
     assert c.best == 1.0
 
 
@@ -131,10 +131,10 @@ def test_increase_restarts_the_reset_count():
 
 def test_state_dict_is_json_and_resumes_exactly():
     seq = [3.0, 2.5, float("nan"), 2.7, 2.0, 1.9, 2.2, 2.2, 1.0, 5.0, 0.5, 0.4]
-    a = make(patience=1, window=3, cooldown=1, warmup=1)
+    a = make(patience=1, window=3, keep_decreasing=1, keep_increasing=1)
     for v in seq[:6]:
         a.update(v)
-    b = make(patience=1, window=3, cooldown=1, warmup=1)
+    b = make(patience=1, window=3, keep_decreasing=1, keep_increasing=1)
     b.load_state_dict(json.loads(json.dumps(a.state_dict(), allow_nan=False)))
     assert [a.update(v) for v in seq[6:]] == [b.update(v) for v in seq[6:]]
     assert a.lrs == b.lrs and a.best == b.best
@@ -149,8 +149,8 @@ def test_state_dict_is_json_and_resumes_exactly():
         ({"factor": float("nan")}, "factor"),
         ({"patience": -1}, "patience"),
         ({"patience": 1.5}, "patience"),
-        ({"cooldown": -1}, "cooldown"),
-        ({"warmup": -2}, "warmup"),
+        ({"keep_decreasing": -1}, "keep_decreasing"),
+        ({"keep_increasing": -2}, "keep_increasing"),
         ({"threshold": -1e-3}, "threshold"),
         ({"threshold": float("nan")}, "threshold"),
         ({"window": 0}, "window"),

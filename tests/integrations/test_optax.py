@@ -29,12 +29,12 @@ def metric_sequence(seed: int, n: int = 300) -> list[float]:
 
 CONFIGS = [
     {"window": 1, "patience": 0, "factor": 0.9},
-    {"window": 3, "patience": 2, "factor": 0.8, "cooldown": 2, "warmup": 1},
+    {"window": 3, "patience": 2, "factor": 0.8, "keep_decreasing": 2, "keep_increasing": 1},
     {"window": 8, "patience": 1, "factor": 0.7, "reset_after": 2, "threshold": 1e-3},
     {"window": 5, "patience": 3, "factor": 0.5, "threshold": 0.01, "threshold_mode": "abs",
-     "reset_after": 3, "cooldown": 1},
-    {"window": 4, "patience": 1, "factor": 0.6, "mode": "max", "warmup": 2},
-    {"window": 2, "patience": 0, "factor": 0.9, "warmup": 4},  # long warmups hit by NaN spikes
+     "reset_after": 3, "keep_decreasing": 1},
+    {"window": 4, "patience": 1, "factor": 0.6, "mode": "max", "keep_increasing": 2},
+    {"window": 2, "patience": 0, "factor": 0.9, "keep_increasing": 4},  # long warmups hit by NaN spikes
 ]
 
 
@@ -52,9 +52,9 @@ def test_same_decisions_as_the_torch_class_on_the_same_metrics(kwargs, seed):
         sched.step(m)
         _, state = update(PARAMS, state, value=jnp.float32(m))
         c = sched.controller
-        assert (int(state.num_good), int(state.num_bad), int(state.cooldown_left),
-                int(state.warmup_left), int(state.min_attempts), int(state.num_resets)) == (
-            c.num_good, c.num_bad, c.cooldown_left, c.warmup_left, c.min_attempts, c.num_resets)
+        assert (int(state.num_good), int(state.num_bad), int(state.decreases_left),
+                int(state.increases_left), int(state.min_attempts), int(state.num_resets)) == (
+            c.num_good, c.num_bad, c.decreases_left, c.increases_left, c.min_attempts, c.num_resets)
         assert float(state.scale) == pytest.approx(sched.get_last_lr()[0], rel=1e-4)
         moves += int(state.decision) != HOLD
     assert moves > 20  # the sequence exercised increases and decreases

@@ -28,7 +28,7 @@ def noisy_loss_walk(n, seed):
     return out
 
 
-KWARGS = {"factor": 0.7, "patience": 2, "window": 3, "cooldown": 1, "warmup": 1, "reset_after": 2,
+KWARGS = {"factor": 0.7, "patience": 2, "window": 3, "keep_decreasing": 1, "keep_increasing": 1, "reset_after": 2,
           "max_lr": 1.0}
 
 

@@ -97,8 +97,8 @@ def test_tensor_learning_rates_are_updated_in_place():
         ({"factor": 1.5}, "factor"),
         ({"factor": float("nan")}, "factor"),
         ({"patience": -1}, "patience"),
-        ({"cooldown": -1}, "cooldown"),
-        ({"warmup": -1}, "warmup"),
+        ({"keep_decreasing": -1}, "keep_decreasing"),
+        ({"keep_increasing": -1}, "keep_increasing"),
         ({"threshold": -0.1}, "threshold"),
         ({"window": 0}, "window"),
         ({"min_lr": 0.5, "max_lr": 0.2}, "min_lr"),
@@ -134,8 +134,8 @@ def test_rejects_non_optimizer():
 def test_lr_stays_finite_and_within_bounds(metrics, factor, patience, window, cooldown, warmup,
                                            reset_after, mode, threshold_mode, threshold):
     opt = two_group_optimizer()
-    sched = GreedyLR(opt, factor=factor, patience=patience, window=window, cooldown=cooldown,
-                     warmup=warmup, reset_after=reset_after, mode=mode,
+    sched = GreedyLR(opt, factor=factor, patience=patience, window=window, keep_decreasing=cooldown,
+                     keep_increasing=warmup, reset_after=reset_after, mode=mode,
                      threshold_mode=threshold_mode, threshold=threshold)
     for m in metrics:
         sched.step(m)  # never raises, whatever the metric
@@ -203,7 +203,7 @@ def test_resume_at_random_cut_continues_identical_trajectory(steps, data, window
         mode=data.draw(st.sampled_from(["min", "max"])),
         threshold_mode=data.draw(st.sampled_from(["rel", "abs"])),
         threshold=data.draw(st.sampled_from([0.0, 0.01])),
-        window=window, cooldown=cooldown, warmup=warmup, reset_after=reset_after,
+        window=window, keep_decreasing=cooldown, keep_increasing=warmup, reset_after=reset_after,
     )
     opt = two_group_optimizer(cls=torch.optim.AdamW)
     ref = GreedyLR(opt, **kwargs)
@@ -229,7 +229,7 @@ def hf_trajectory(metrics, eps, **kw):
 
 def ours_trajectory(metrics, **kw):
     opt = two_group_optimizer(0.05, 0.02)
-    sched = GreedyLR(opt, window=1, cooldown=0, warmup=0, reset_after=None, threshold_mode="abs", **kw)
+    sched = GreedyLR(opt, window=1, keep_decreasing=0, keep_increasing=0, reset_after=None, threshold_mode="abs", **kw)
     out = []
     for m in metrics:
         sched.step(m)

@@ -158,9 +158,11 @@ def _choose_base_lr(store: ExperimentStore, grid: list[CellConfig]) -> float:
     return chosen
 
 
-def _main_grid(plan: BenchPlan, budgets: dict[str, tuple[int, int]], optimizers: Sequence[str],
-               schedules: Sequence[str], seeds: int) -> list[CellConfig]:
-    """Phase 2's cells: every schedule in the optimizer columns it runs in, every seed."""
+def _main_grid(plan: BenchPlan, suite: Suite, budgets: dict[str, tuple[int, int]],
+               optimizers: Sequence[str], schedules: Sequence[str], seeds: int
+               ) -> list[CellConfig]:
+    """Phase 2's cells: every schedule in the optimizer columns it runs in, on its LR tracks,
+    every seed."""
     cells = []
     for w, (budget, every) in budgets.items():
         for o in optimizers:
@@ -170,7 +172,9 @@ def _main_grid(plan: BenchPlan, budgets: dict[str, tuple[int, int]], optimizers:
                     continue
                 lr = plan.base_lrs[(w, o)] if spec.uses_base_lr else 1.0
                 fingerprint = schedule_fingerprint(s)
-                cells += [CellConfig(w, o, s, seed, lr, budget, every, fingerprint)
+                cells += [CellConfig(w, o, s, seed, lr, budget, every, fingerprint,
+                                     lr_scale=scale)
+                          for scale in suite.scales_for(s, spec.uses_base_lr)
                           for seed in range(seeds)]
     return cells
 
@@ -201,7 +205,7 @@ def run_benchmark(request: BenchRequest, progress: Progress | None = None) -> Be
                 run = _Run(store, executor, owner, suite.name, progress or Progress(), plan)
                 _tune_base_lrs(run, request, budgets, optimizers)
                 seeds = request.seeds if request.seeds is not None else suite.seeds
-                plan.main = _main_grid(plan, budgets, optimizers,
+                plan.main = _main_grid(plan, suite, budgets, optimizers,
                                        request.schedules or suite.schedules, seeds)
                 store.supersede(plan.main)
                 store.mark_purpose(plan.main_hashes, "main")

@@ -52,15 +52,33 @@ def save_figure(fig: Any, path: Path) -> Path:
 Panels = dict[tuple[str, str], dict[str, Trajectory]]
 
 
-def seed0_panels(store: ExperimentStore, hashes: set[str]) -> Panels:
-    """(workload, optimizer) -> schedule -> seed-0 trajectory, for every pair in ``hashes``."""
-    panels: Panels = {}
+def seed0_panels(store: ExperimentStore, hashes: set[str]) -> dict[float, Panels]:
+    """LR scale -> (workload, optimizer) -> schedule -> seed-0 trajectory, for every pair in
+    ``hashes`` (LR-free peers, run once, appear on every track)."""
+    by_scale: dict[float, Panels] = {}
+    free: list[Trajectory] = []
     for cell in store.cells(hashes=hashes):
         c = cell.config
-        if c["seed"] == 0:
-            panels.setdefault((c["workload"], c["optimizer"]), {})[c["schedule"]] = \
-                store.trajectory(cell.hash)
-    return dict(sorted(panels.items()))
+        if c["seed"] != 0:
+            continue
+        if c["schedule"] in SCHEDULES and not SCHEDULES[c["schedule"]].uses_base_lr:
+            free.append(store.trajectory(cell.hash))
+            continue
+        panels = by_scale.setdefault(float(c.get("lr_scale", 1.0)), {})
+        panels.setdefault((c["workload"], c["optimizer"]), {})[c["schedule"]] = \
+            store.trajectory(cell.hash)
+    for panels in by_scale.values() or [by_scale.setdefault(1.0, {})]:
+        for t in free:
+            panels.setdefault((t.config["workload"], t.config["optimizer"]), {})[
+                t.config["schedule"]] = t
+    return {scale: dict(sorted(p.items())) for scale, p in sorted(by_scale.items()) if p}
+
+
+def track_plot_names(scale: float) -> tuple[str, str]:
+    """The LR and val-loss plot files of one LR track (the tuned track keeps the plain names)."""
+    if scale == 1.0:
+        return PLOT_FILENAMES[0], PLOT_FILENAMES[1]
+    return (f"lr_schedules_x{scale:g}.png", f"loss_histories_x{scale:g}.png")
 
 
 def _grid(n: int) -> tuple[Any, list[Any]]:
@@ -148,14 +166,15 @@ def write_plots(store: ExperimentStore, hashes: set[str], summary: Mapping[str, 
 
     matplotlib.use("Agg")
     written = []
-    panels = seed0_panels(store, hashes)
-    if panels:
+    for scale, panels in seed0_panels(store, hashes).items():
+        track = "" if scale == 1.0 else f", base LR x{scale:g}"
+        lr_name, val_name = track_plot_names(scale)
         written.append(save_figure(_small_multiples(
-            panels, flat, "LR each schedule produced (seed 0)", _draw_lr, "learning rate"),
-            out_dir / PLOT_FILENAMES[0]))
+            panels, flat, f"LR each schedule produced (seed 0{track})", _draw_lr,
+            "learning rate"), out_dir / lr_name))
         written.append(save_figure(_small_multiples(
-            panels, flat, "validation loss (seed 0)", _draw_val, "val loss"),
-            out_dir / PLOT_FILENAMES[1]))
+            panels, flat, f"validation loss (seed 0{track})", _draw_val, "val loss"),
+            out_dir / val_name))
     written.append(save_figure(_profiles(summary["performance_profiles"]),
                                out_dir / PLOT_FILENAMES[2]))
     return written

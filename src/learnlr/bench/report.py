@@ -106,35 +106,36 @@ def _rival_phrase(rival: str, entry: dict[str, Any]) -> str:
     return f"{rival} in {_pct(entry['as_good_or_better'])} ({_wtl(entry)})"
 
 
-def _greedy_verdict(greedy: str, summary: dict[str, Any], n_flat: int) -> tuple[str, str]:
-    """(the numbers sentence, the conclusion) for one GreedyLR variant; ``n_flat`` of its
-    cells never changed the LR."""
-    rivals = {r: e for r, e in summary["comparisons"][greedy]["rel_1pct"].items()
-              if r not in GREEDY_SCHEDULES and e["n"]}
+def _held(rivals: dict[str, Any]) -> list[str]:
+    return [r for r, e in rivals.items() if e["as_good_or_better"] >= HOLDS_ITS_OWN]
+
+
+def _judge(name: str, rivals: dict[str, Any], areas: dict[str, float], n_flat: int,
+           n_cells: int) -> tuple[str, str]:
+    """(the numbers sentence, the conclusion) for ``name`` against ``rivals`` (AGoB tallies);
+    ``areas``: final-loss profile area per schedule; ``n_flat`` of its ``n_cells`` cells never
+    changed the LR."""
     fixed = {r: e for r, e in rivals.items() if r in FIXED_SCHEDULES}
-    held = [r for r, e in fixed.items() if e["as_good_or_better"] >= HOLDS_ITS_OWN]
-    parts = [f"`{greedy}` was as good as or better than (1% band, W/T/L) "
+    held = _held(fixed)
+    parts = [f"`{name}` was as good as or better than (1% band, W/T/L) "
              + "; ".join(_rival_phrase(r, rivals[r]) for r in ("constant", "cosine")
                          if r in rivals)]
     if fixed:
         weakest = min(fixed, key=lambda r: (fixed[r]["as_good_or_better"], r))
         parts.append(f"it holds its own against {len(held)} of {len(fixed)} tuned fixed "
                      f"schedules, the weakest match being {_rival_phrase(weakest, fixed[weakest])}")
-    areas = summary["performance_profiles"]["final_loss"]
-    if greedy in areas:
-        ranked = sorted(areas, key=lambda s: (-areas[s]["area"], s))
-        best = ranked[0]
-        parts.append(f"its final-loss profile area is {areas[greedy]['area']:.2f}, rank "
-                     f"{ranked.index(greedy) + 1} of {len(ranked)} (best: {best}, "
-                     f"{areas[best]['area']:.2f})")
-    n_cells = sum(m[greedy]["n"] for m in summary["medians"].values() if greedy in m)
+    if name in areas:
+        ranked = sorted(areas, key=lambda s: (-areas[s], s))
+        parts.append(f"its final-loss profile area is {areas[name]:.2f}, rank "
+                     f"{ranked.index(name) + 1} of {len(ranked)} (best: {ranked[0]}, "
+                     f"{areas[ranked[0]]:.2f})")
     if n_flat:
         parts.append(f"it never changed the LR in {n_flat} of its {n_cells} cells")
     beats_constant = rivals.get("constant", {}).get("as_good_or_better") or 0.0
     if n_flat * 2 > n_cells:
         conclusion = ("**no evidence either way**: it mostly never moved the LR, so its results "
                       "are the base LR's")
-    elif rivals and all(e["as_good_or_better"] >= HOLDS_ITS_OWN for e in rivals.values()):
+    elif rivals and len(_held(rivals)) == len(rivals):
         conclusion = "**use it**: it held its own against every rival here"
     elif beats_constant >= HOLDS_ITS_OWN and len(held) * 2 >= len(fixed):
         conclusion = ("**use it instead of a constant LR or an untuned schedule**; it does not "
@@ -147,22 +148,67 @@ def _greedy_verdict(greedy: str, summary: dict[str, Any], n_flat: int) -> tuple[
     return "; ".join(parts) + ".", conclusion
 
 
-def verdict_markdown(summary: dict[str, Any], flat: Sequence[StoredCell] = ()) -> list[str]:
-    """The "should I use it?" paragraph, from the summary's numbers by a stated rule;
-    ``flat``: the cells whose LR never changed."""
+def _rule(summary: dict[str, Any], pairing: str) -> list[str]:
+    return [f"Rule: GreedyLR holds its own against a rival when it is as good or better in at "
+            f"least {HOLDS_ITS_OWN:.0%} of the {pairing} (1% band). Over {summary['cells']} "
+            "cells; read the tables below for where it falls short.", ""]
+
+
+def _count(cells: Sequence[StoredCell], schedule: str) -> int:
+    return sum(1 for c in cells if c.config["schedule"] == schedule
+               and float(c.config.get("lr_scale", 1.0)) == 1.0)
+
+
+def verdict_markdown(summary: dict[str, Any], flat: Sequence[StoredCell] = (),
+                     n_cells: dict[str, int] | None = None) -> list[str]:
+    """The "should I use it?" paragraph, from the summary's numbers by a stated rule.
+
+    ``flat``: the cells whose LR never changed; ``n_cells``: cells per schedule on the tuned
+    track (default: the summary's medians' counts).
+    """
     out = ["## Should I use GreedyLR?", ""]
+    if n_cells is None:
+        n_cells = {}
+        for by_schedule in summary["medians"].values():
+            for s, m in by_schedule.items():
+                n_cells[s] = n_cells.get(s, 0) + m["n"]
+    if summary.get("by_lr_scale"):
+        return out + _tracks_verdict(summary, flat, n_cells)
     greedies = [g for g in GREEDY_SCHEDULES if summary["comparisons"].get(g, {}).get("rel_1pct")]
     if not greedies:
         return [*out, "No GreedyLR cells with a paired rival in this selection.", ""]
+    areas = {s: p["area"] for s, p in summary["performance_profiles"]["final_loss"].items()}
     for greedy in greedies:
-        n_flat = sum(1 for c in flat if c.config["schedule"] == greedy)
-        numbers, conclusion = _greedy_verdict(greedy, summary, n_flat)
+        rivals = {r: e for r, e in summary["comparisons"][greedy]["rel_1pct"].items()
+                  if r not in GREEDY_SCHEDULES and e["n"]}
+        numbers, conclusion = _judge(greedy, rivals, areas, _count(flat, greedy),
+                                     n_cells.get(greedy, 0))
         out += [f"{numbers} Verdict for `{greedy}`: {conclusion}.", ""]
-    out += [f"Rule: GreedyLR holds its own against a rival when it is as good or better in at "
-            f"least {HOLDS_ITS_OWN:.0%} of the paired runs (same workload, optimizer, seed; 1% "
-            f"band). Over {summary['cells']} cells; read the tables below for where it falls "
-            "short.", ""]
-    return out
+    return out + _rule(summary, "paired runs (same workload, optimizer, seed)")
+
+
+def _tracks_verdict(summary: dict[str, Any], flat: Sequence[StoredCell],
+                    n_cells: dict[str, int]) -> list[str]:
+    tracks = summary["by_lr_scale"]
+    tuned = tracks.get("1") or next(iter(tracks.values()))
+    subject = tuned.get("subject", "greedy_step")
+    rivals = {r: e for r, e in tuned["greedy_vs"].items() if e["n"]}
+    if not rivals:
+        return ["No GreedyLR cells with a paired rival in this selection.", ""]
+    numbers, conclusion = _judge(subject, rivals, summary.get("profile_area_all_tracks", {}),
+                                 _count(flat, subject), n_cells.get(subject, 0))
+    out = [f"At the tuned base LR, {numbers} Verdict: {conclusion}.", ""]
+    mis_set = []
+    for scale, track in sorted(tracks.items(), key=lambda kv: float(kv[0])):
+        others = {r: e for r, e in track["greedy_vs"].items() if e["n"]}
+        if scale != "1" and others:
+            mis_set.append(f"{_scale_label(scale)}: it held its own against "
+                           f"{len(_held(others))} of {len(others)} rivals (as good or better "
+                           "than " + "; ".join(_rival_phrase(r, others[r]) for r in
+                                              ("constant", "cosine") if r in others) + ")")
+    if mis_set:
+        out += ["With a mis-set base LR, " + "; ".join(mis_set) + ".", ""]
+    return out + _rule(summary, "(workload, optimizer) pairs, seed means")
 
 
 def _scale_label(scale: str) -> str:
@@ -171,27 +217,34 @@ def _scale_label(scale: str) -> str:
 
 def _tracks_markdown(summary: dict[str, Any]) -> list[str]:
     """One headline table per LR-scale track (``by_lr_scale``), then the effect sizes."""
+    tracks = sorted(summary["by_lr_scale"].items(), key=lambda kv: float(kv[0]))
     out = ["## Headline by LR scale", "",
-           "Every schedule started from the tuned base LR times the scale (a mis-set LR). "
-           "GreedyLR (per step) against each rival, 1% band.", ""]
-    for scale, track in sorted(summary["by_lr_scale"].items(), key=lambda kv: float(kv[0])):
+           "Each track starts every schedule from the tuned base LR times the scale (x0.1, x10: "
+           "a mis-set LR); peers that set their own step size count in every track. GreedyLR "
+           "against each rival on the seed-mean final val loss per (workload, optimizer), "
+           "1% band.", ""]
+    for scale, track in tracks:
         rows = [[rival, _pct(e["as_good_or_better"]), _wtl(e), str(e["n"])]
                 for rival, e in track.get("greedy_vs", {}).items()]
-        out += [f"### {_scale_label(scale)}", "",
+        subject = track.get("subject", "greedy_step")
+        out += [f"### {_scale_label(scale)} ({subject}, {track.get('n_pairs', '?')} pairs)", "",
                 _markdown_table(["vs schedule", "AGoB (1% rel)", "W/T/L", "pairs"], rows), ""]
-    effects = summary.get("effect_sizes")
-    if effects:
-        out += ["## Effect sizes", "", _effects_table(effects), ""]
+    rivals = list(dict.fromkeys(r for _, t in tracks for r in t.get("effect_sizes", {})))
+    if rivals:
+        out += ["## Effect sizes", "",
+                "Median over (workload, optimizer) pairs of GreedyLR's seed-mean final val loss "
+                "divided by the rival's (< 1: GreedyLR lower), with a 95% bootstrap interval.", ""]
+        rows = [[r, *(_effect(t.get("effect_sizes", {}).get(r)) for _, t in tracks)]
+                for r in rivals]
+        out += [_markdown_table(["vs schedule", *(_scale_label(s) for s, _ in tracks)], rows), ""]
     return out
 
 
-def _effects_table(effects: dict[str, Any]) -> str:
-    """A nested {row: {column: number}} mapping as one table (the summary names both)."""
-    rows = effects.items()
-    columns = sorted({c for _, cols in rows if isinstance(cols, dict) for c in cols})
-    body = [[str(r), *(_num(cols.get(c), 3) if isinstance(cols, dict) else "" for c in columns)]
-            for r, cols in rows]
-    return _markdown_table(["", *columns], body)
+def _effect(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("median_ratio") is None:
+        return "-"
+    low, high = entry.get("ci95", [None, None])
+    return f"{_num(entry['median_ratio'], 3)} [{_num(low, 3)}, {_num(high, 3)}]"
 
 
 def _intro(summary: dict[str, Any], command: str | None) -> list[str]:
@@ -209,15 +262,16 @@ def _flat_markdown(flat: Sequence[StoredCell]) -> list[str]:
     out = ["## Cells where the schedule never changed the LR", ""]
     if not flat:
         return [*out, "None: every schedule other than `constant` moved the LR.", ""]
-    groups: dict[tuple[str, str, str], list[str]] = {}
+    groups: dict[tuple[str, str, str, float], list[str]] = {}
     for cell in flat:
         c = cell.config
-        groups.setdefault((c["schedule"], c["workload"], c["optimizer"]), []).append(
-            str(c["seed"]))
-    rows = [[s, w, o, ", ".join(seeds)] for (s, w, o), seeds in sorted(groups.items())]
+        key = (c["schedule"], c["workload"], c["optimizer"], float(c.get("lr_scale", 1.0)))
+        groups.setdefault(key, []).append(str(c["seed"]))
+    rows = [[s, w, o, f"x{scale:g}", ", ".join(seeds)]
+            for (s, w, o, scale), seeds in sorted(groups.items())]
     return [*out, f"{len(flat)} cells ran at one LR throughout (read from the stored "
             "trajectory): their result is the base LR's, not the schedule's.", "",
-            _markdown_table(["schedule", "workload", "optimizer", "seeds"], rows), ""]
+            _markdown_table(["schedule", "workload", "optimizer", "LR scale", "seeds"], rows), ""]
 
 
 def _speed_and_stages(summary: dict[str, Any]) -> list[str]:
@@ -285,7 +339,7 @@ def _setup_markdown(summary: dict[str, Any], base_lrs: list[dict[str, Any]],
     rows = [[s, _num(summary["timing"]["cpu_s"].get(s), 3), _num(t, 3)]
             for s, t in summary["timing"]["wall_s"].items()]
     out += [_markdown_table(["schedule", "cpu", "wall"], rows), ""]
-    return out + ["Plots: " + ", ".join(f"[{p}]({p})" for p in PLOT_FILENAMES), ""]
+    return out
 
 
 def render_markdown(
@@ -294,8 +348,10 @@ def render_markdown(
     provenance: dict[str, str],
     command: str | None = None,
     flat: Sequence[StoredCell] = (),
+    plots: Sequence[str] = PLOT_FILENAMES,
 ) -> str:
-    """The full report.md text: verdict, headline(s), then the detail."""
+    """The full report.md text: verdict, headline(s), then the detail; ``plots``: the PNG
+    files it links to."""
     out = _intro(summary, command) + verdict_markdown(summary, flat)
     if summary.get("by_lr_scale"):
         out += _tracks_markdown(summary)
@@ -305,7 +361,7 @@ def render_markdown(
     out += _flat_markdown(flat)
     out += _speed_and_stages(summary) + _profiles_and_medians(summary)
     out += _setup_markdown(summary, base_lrs, provenance)
-    return "\n".join(out)
+    return "\n".join([*out, "Plots: " + ", ".join(f"[{p}]({p})" for p in plots), ""])
 
 
 @dataclass(frozen=True)
@@ -380,9 +436,10 @@ def write_report(
         provenance = _workload_provenance({w for w, _, _ in used}, plugins)
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(out_dir / SUMMARY_FILENAME, json.dumps(summary, indent=1, sort_keys=True))
-        _write_atomic(out_dir / REPORT_FILENAME,
-                      render_markdown(summary, base_lrs, provenance, command, flat))
-        write_plots(store, {c.hash for c in cells}, summary, {c.hash for c in flat}, out_dir)
+        plots = write_plots(store, {c.hash for c in cells}, summary, {c.hash for c in flat},
+                            out_dir)
+        _write_atomic(out_dir / REPORT_FILENAME, render_markdown(
+            summary, base_lrs, provenance, command, flat, [p.name for p in plots]))
     return summary
 
 

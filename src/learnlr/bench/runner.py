@@ -33,7 +33,7 @@ from learnlr.bench.workloads.base import Workload
 
 # Bump when a change to the loop or to a schedule's settings in schedules.py makes old stored
 # cells incomparable: it is part of every config hash, so old cells are then not reused.
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2  # 2: greedy_step is budget-aware (GreedyLR(total_steps=budget))
 BUDGET_FRACTIONS = (0.1, 0.5, 1.0)
 
 
@@ -50,16 +50,25 @@ class CellConfig:
     eval_every: int
     fingerprint: str = ""
     """Digest of files the schedule reads (``schedules.schedule_fingerprint``; ``""``: none)."""
+    lr_scale: float = 1.0
+    """LR track: the run uses ``base_lr * lr_scale`` (0.1 / 10: a base LR 10x too small / large)."""
+
+    @property
+    def lr(self) -> float:
+        """The LR the schedule starts from: the tuned base LR times the track's scale."""
+        return self.base_lr * self.lr_scale
 
     def to_json(self) -> dict[str, Any]:
         """The config as a JSON-able dict, including the harness version.
 
-        An empty ``fingerprint`` is left out, so schedules without one keep the hashes they had
-        before the field existed.
+        An empty ``fingerprint`` and an ``lr_scale`` of 1 are left out, so cells keep the hashes
+        they had before those fields existed.
         """
         data = {**asdict(self), "harness": HARNESS_VERSION}
         if not self.fingerprint:
             del data["fingerprint"]
+        if self.lr_scale == 1.0:  # the tuned track keeps the hashes it had before tracks existed
+            del data["lr_scale"]
         return data
 
     @property
@@ -79,6 +88,7 @@ class CellConfig:
             budget_steps=int(data["budget_steps"]),
             eval_every=int(data["eval_every"]),
             fingerprint=str(data.get("fingerprint", "")),
+            lr_scale=float(data.get("lr_scale", 1.0)),
         )
 
 
@@ -179,7 +189,7 @@ def run_cell(config: CellConfig, plugins: Iterable[str] = ()) -> CellResult:
         config.schedule,
         model.parameters(),
         config.optimizer,
-        base_lr=config.base_lr,
+        base_lr=config.lr,
         budget_steps=config.budget_steps,
         eval_every=config.eval_every,
     )

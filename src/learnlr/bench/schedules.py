@@ -161,18 +161,36 @@ def _greedy_step(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> Tra
     from learnlr.torch.greedy import GreedyLR
 
     opt = make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
-    # Library defaults (the paper's F=0.95, patience 10, window 50; bounds 0.1x..1x base LR).
+    # learnlr's default: GreedyLR told the budget, every other argument at its default.
+    return TrainingHooks(opt, GreedyLR(opt, total_steps=ctx.budget_steps), step_on="step_loss")
+
+
+def _greedy_reactive(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
+    from learnlr.torch.greedy import GreedyLR
+
+    opt = make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
+    # Without a budget: the paper's purely reactive rule (F=0.95, patience 10, window 50;
+    # bounds 0.1x..1x base LR, no anneal).
     return TrainingHooks(opt, GreedyLR(opt), step_on="step_loss")
 
 
 def _greedy_eval(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
+    from learnlr.control.greedy import PER_EVAL
     from learnlr.torch.greedy import GreedyLR
 
     opt = make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
-    # One call per evaluation: no smoothing, and the same patience as the plateau baseline so
-    # that it can act within a run of ~10-20 evaluations; F=0.8 for the same reason.
-    sched = GreedyLR(opt, factor=0.8, patience=2, window=1)
+    # One call per evaluation with the documented per-evaluation defaults (PER_EVAL).
+    sched = GreedyLR(opt, **PER_EVAL)
     return TrainingHooks(opt, sched, step_on="eval_loss")
+
+
+def _wsd(opt: Optimizer, ctx: BuildContext) -> Any:
+    from learnlr.control.budget import Budget
+
+    # Hagele et al. 2024 / transformers warmup_stable_decay: 5 % linear warmup, constant, 1-sqrt
+    # cooldown over the last 20 % (the same envelope GreedyLR's budget mode uses).
+    budget = Budget.from_fraction(ctx.budget_steps, max(1, round(0.05 * ctx.budget_steps)), 0.2)
+    return tls.LambdaLR(opt, budget.multiplier)
 
 
 def _hf_greedy(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
@@ -325,18 +343,26 @@ SCHEDULES: dict[str, ScheduleSpec] = {
             _fixed(lambda o, c: tls.PolynomialLR(o, total_iters=c.budget_steps, power=2.0)),
         ),
         _spec("onecycle", "fixed", "OneCycle, peak = base LR, 30% warmup", _fixed(_onecycle)),
+        _spec("wsd", "fixed", "warmup 5%, constant, 1-sqrt cooldown over the last 20% (WSD)",
+              _fixed(_wsd)),
         _spec(
             "plateau", "adaptive", "ReduceLROnPlateau on val loss (x0.5, patience 2 evals)",
             _plateau,
         ),
         _spec(
             "greedy_step", "adaptive",
-            "learnlr GreedyLR after every optimizer step on the training loss (paper)",
+            "learnlr GreedyLR (default: told the budget) after every step on the training loss",
             _greedy_step,
         ),
         _spec(
+            "greedy_reactive", "adaptive",
+            "learnlr GreedyLR without a budget (the paper's reactive rule), every step",
+            _greedy_reactive,
+        ),
+        _spec(
             "greedy_eval", "adaptive",
-            "learnlr GreedyLR after each evaluation on val loss (window 1, patience 2, F 0.8)",
+            "learnlr GreedyLR after each evaluation on val loss (PER_EVAL: window 1, patience 2, "
+            "F 0.8)",
             _greedy_eval,
         ),
         _spec(
@@ -381,7 +407,7 @@ SCHEDULE_ALIASES: dict[str, tuple[str, ...]] = {
     "sgd_hd": ("sgd_hd_group", "sgd_hd_param"),
     "adam_hd": ("adam_hd_group", "adam_hd_param"),
     "hd": ("sgd_hd_group", "sgd_hd_param", "adam_hd_group", "adam_hd_param"),
-    "greedy": ("greedy_step", "greedy_eval"),
+    "greedy": ("greedy_step", "greedy_reactive", "greedy_eval"),
 }
 
 

@@ -26,6 +26,17 @@ ALL_WORKLOADS = (
     "longtail-digits",
 )
 
+LR_SCALES = (0.1, 1.0, 10.0)
+"""LR tracks: the tuned base LR, and 10x too small / too large (where feedback earns its keep)."""
+
+# The schedules a user would pick instead of learnlr, run on every LR track; the rest (peers,
+# HD, RL, onecycle, ...) run on the tuned track only, and peers that set their own step size
+# (Prodigy, D-Adaptation, SLS) run once and count in every track.
+TRACK_SCHEDULES = (
+    "constant", "step", "linear", "cosine", "warmup_cosine", "wsd", "plateau",
+    "greedy_step", "greedy_reactive", "greedy_eval", "schedulefree",
+)
+
 LR_GRIDS: dict[str, tuple[float, ...]] = {
     "sgd": (0.01, 0.03, 0.1, 0.3),
     "adamw": (3e-4, 1e-3, 3e-3, 1e-2),
@@ -46,6 +57,16 @@ class Suite:
     lr_grid_size: int
     """How many grid points (centred in :data:`LR_GRIDS`) the base-LR protocol tries."""
     description: str
+    lr_scales: tuple[float, ...] = (1.0,)
+    """LR tracks (multiples of the tuned base LR) for :attr:`track_schedules`."""
+    track_schedules: tuple[str, ...] = TRACK_SCHEDULES
+    """Schedules run on every LR track; all others run on the tuned track (1.0) only."""
+
+    def scales_for(self, schedule: str, uses_base_lr: bool) -> tuple[float, ...]:
+        """The LR tracks ``schedule`` runs on."""
+        if uses_base_lr and schedule in self.track_schedules:
+            return self.lr_scales
+        return (1.0,)
 
     @property
     def budget_key(self) -> str:
@@ -65,10 +86,11 @@ SUITES: dict[str, Suite] = {
         name="tiny",
         workloads=("digits-cnn",),
         optimizers=("sgd",),
-        schedules=("constant", "cosine", "greedy_step", "greedy_eval"),
+        schedules=("constant", "cosine", "wsd", "greedy_step", "greedy_eval"),
         seeds=1,
         lr_grid_size=2,
-        description="smoke test: one workload, SGD, four schedules, one seed (CI)",
+        description="smoke test: one workload, SGD, five schedules, one seed, three LR tracks (CI)",
+        lr_scales=LR_SCALES,
     ),
     "quick": Suite(
         name="quick",
@@ -77,8 +99,9 @@ SUITES: dict[str, Suite] = {
         schedules=tuple(SCHEDULES),
         seeds=1,
         lr_grid_size=3,
-        description="every workload and schedule, SGD + AdamW, one seed, short budgets "
-        "(<= 10 min on 2 cores; `make demo`)",
+        description="every workload and schedule, SGD + AdamW, one seed, short budgets, "
+        "x0.1 / x1 / x10 LR tracks (`make demo`)",
+        lr_scales=LR_SCALES,
     ),
     "full": Suite(
         name="full",
@@ -87,6 +110,8 @@ SUITES: dict[str, Suite] = {
         schedules=tuple(SCHEDULES),
         seeds=3,
         lr_grid_size=4,
-        description="the evidence: every workload, optimizer and schedule, three seeds",
+        description="the evidence: every workload, optimizer and schedule, three seeds, "
+        "x0.1 / x1 / x10 LR tracks",
+        lr_scales=LR_SCALES,
     ),
 }

@@ -19,14 +19,19 @@ Definitions (stated in every report):
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from learnlr.bench.schedules import FIXED_SCHEDULES
+from learnlr.bench.schedules import FIXED_SCHEDULES, SCHEDULES
 
 GREEDY_SCHEDULES = ("greedy_step", "greedy_eval")
+SUBJECT = "greedy_step"
+"""learnlr's default, the schedule every verdict is about unless a caller names another."""
+LR_FREE = frozenset(n for n, spec in SCHEDULES.items() if not spec.uses_base_lr)
+"""Peers that set their own step size: run once, and a rival on every LR track."""
 TIE_BANDS: dict[str, tuple[str, float]] = {"rel_1pct": ("rel", 0.01), "abs_0.1": ("abs", 0.1)}
 R_MAX = 4.0
 _TAU_GRID = [1.0 + i * (R_MAX - 1.0) / 60 for i in range(61)]
@@ -84,12 +89,130 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def summarize(cells: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize(cells: Iterable[Mapping[str, Any]], subject: str = SUBJECT) -> dict[str, Any]:
     """Summary of finished main cells; each item has ``config`` and ``results`` dicts.
 
+    The per-cell detail (comparisons, stages, profiles, ...) is over the tuned LR track; the
+    headline verdicts (``greedy_vs``, ``by_lr_scale``) compare seed means of ``subject``.
     Deterministic in its input (wall times live only under ``"timing"``).
     """
     cells = list(cells)
+    tracks = summarize_tracks(cells, subject)
+    tuned = split_tracks(cells).get("1", [])
+    detail = _summarize_cells(tuned)
+    detail["cells"] = len(cells)
+    detail["greedy_vs_per_cell"] = detail.pop("greedy_vs")
+    return {**detail, **tracks, "greedy_vs": tracks["by_lr_scale"].get("1", {}).get("greedy_vs", {})}
+
+
+def _scale_key(scale: float) -> str:
+    return f"{float(scale):g}"
+
+
+def split_tracks(cells: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Cells per LR track (``"0.1"``, ``"1"``, ``"10"``); LR-free peers join every track."""
+    tracks: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    free = []
+    for cell in cells:
+        if cell["config"]["schedule"] in LR_FREE:
+            free.append(cell)
+        else:
+            tracks[_scale_key(cell["config"].get("lr_scale", 1.0))].append(cell)
+    if free and not tracks:
+        tracks["1"] = []
+    return {k: v + free for k, v in tracks.items()}
+
+
+Pair = tuple[str, int, str]  # (workload, budget, optimizer)
+
+
+def seed_means(cells: Iterable[Mapping[str, Any]]) -> dict[Pair, dict[str, float]]:
+    """Mean final val loss over seeds per (workload, budget, optimizer) and schedule.
+
+    A diverged seed makes the mean +inf: a schedule that sometimes diverges is not "good on
+    average".
+    """
+    losses: dict[Pair, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for cell in cells:
+        c = cell["config"]
+        pair = (c["workload"], int(c.get("budget_steps", 0)), c["optimizer"])
+        losses[pair][c["schedule"]].append(_loss(cell["results"]["final_val_loss"]))
+    return {p: {s: statistics.fmean(v) if all(map(math.isfinite, v)) else math.inf
+                for s, v in by_s.items()} for p, by_s in losses.items()}
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b for losses >= 0 with inf = diverged (both diverged: 1)."""
+    if math.isinf(a) and math.isinf(b):
+        return 1.0
+    if math.isinf(a) or b <= 0:
+        return math.inf if a != b else 1.0
+    return a / b
+
+
+def verdicts(means: Mapping[Pair, Mapping[str, float]], subject: str, rivals: Iterable[str],
+             band: str = "rel_1pct") -> dict[str, Any]:
+    """As-good-or-better tallies of ``subject`` against each rival, one outcome per pair."""
+    out = {}
+    for rival in rivals:
+        outcomes = [compare(m[subject], m[rival], band) for m in means.values()
+                    if subject in m and rival in m]
+        if outcomes:
+            out[rival] = _tally(outcomes)
+    return out
+
+
+def effect_size(means: Mapping[Pair, Mapping[str, float]], subject: str, rival: str,
+                n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Median of subject/rival seed-mean final-loss ratios, with a 95 % bootstrap interval."""
+    ratios = [_ratio(m[subject], m[rival]) for m in means.values() if subject in m and rival in m]
+    if not ratios:
+        return {"median_ratio": None, "ci95": [None, None], "n": 0}
+    rng = random.Random(seed)
+    boot = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(n_boot))
+    return {"median_ratio": statistics.median(ratios),
+            "ci95": [boot[int(0.025 * n_boot)], boot[int(0.975 * n_boot) - 1]], "n": len(ratios)}
+
+
+def ratio_to_best(means: Mapping[Pair, Mapping[str, float]], schedule: str) -> list[float]:
+    """Per pair: the schedule's seed-mean final loss over the best schedule's."""
+    return [_ratio(m[schedule], min(m.values())) for m in means.values() if schedule in m]
+
+
+def summarize_tracks(cells: Iterable[Mapping[str, Any]], subject: str = SUBJECT) -> dict[str, Any]:
+    """Seed-mean verdicts, effect sizes and ratios to the best schedule, per LR track, plus the
+    performance profile (final loss) over every track."""
+    by_scale: dict[str, Any] = {}
+    loss_ratios: dict[str, list[float]] = defaultdict(list)
+    for key, track in sorted(split_tracks(cells).items(), key=lambda kv: float(kv[0])):
+        means = seed_means(track)
+        schedules = sorted({s for m in means.values() for s in m})
+        rivals = [s for s in schedules if s != subject]
+        to_best = {s: ratio_to_best(means, s) for s in schedules}
+        by_scale[key] = {
+            "subject": subject,
+            "n_pairs": len(means),
+            "greedy_vs": verdicts(means, subject, rivals) if subject in schedules else {},
+            "effect_sizes": {r: effect_size(means, subject, r) for r in rivals}
+            if subject in schedules else {},
+            "ratio_to_best": {s: {"median": _median(v), "n": len(v)} for s, v in to_best.items()},
+        }
+        table: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
+        for cell in track:
+            c = cell["config"]
+            table[(c["workload"], c.get("budget_steps"), c["optimizer"], c["seed"])][
+                c["schedule"]] = _loss(cell["results"]["final_val_loss"])
+        for group in table.values():
+            best = min(group.values())
+            if math.isfinite(best):
+                for s, value in group.items():
+                    loss_ratios[s].append(_ratio(value, best))
+    profile = {s: _profile(v)["area"] for s, v in sorted(loss_ratios.items())}
+    return {"by_lr_scale": by_scale, "profile_area_all_tracks": profile}
+
+
+def _summarize_cells(cells: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per-cell detail over one LR track (each rival paired on the same seed)."""
     # One folder may hold runs of several suites (budgets): never pair runs of different
     # budgets, and name such workloads "name@budget" in the summary.
     budgets: dict[str, set[int]] = defaultdict(set)

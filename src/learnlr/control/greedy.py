@@ -12,9 +12,11 @@ Semantics (see docs/greedylr.md for the comparison with the paper's Alg. 2 and t
   in ``"rel"`` mode, so negative metrics work).
 * More than ``patience`` consecutive better calls -> increase; more than ``patience`` consecutive
   non-better calls -> decrease. The counter that fired restarts from zero.
-* ``cooldown`` / ``warmup`` follow Amazon's article: after a decrease the controller *keeps
-  decreasing* for ``cooldown`` more calls, after an increase it *keeps increasing* for ``warmup``
-  more calls, whatever the metric does. A non-finite metric ends a warmup at once.
+* ``keep_decreasing`` / ``keep_increasing`` are Amazon's article's "cooldown" / "warmup" stages
+  (renamed: they are *not* an LR warmup; that is ``warmup_steps`` of the budget envelope in
+  :mod:`learnlr.control.budget`): after a decrease the controller keeps decreasing for
+  ``keep_decreasing`` more calls, after an increase it keeps increasing for ``keep_increasing``
+  more calls, whatever the metric does. A non-finite metric ends a keep-increasing run at once.
 * A non-finite metric (NaN, +-Inf) never raises, never enters the window or the best value, and
   counts as a non-better call.
 * ``reset_after``: after that many decreases attempted while every group already sat at its
@@ -37,6 +39,23 @@ HOLD = 0
 INCREASE = 1
 DECREASE = -1
 RESET = 2
+
+PER_EVAL: dict[str, float | int] = {"window": 1, "patience": 2, "factor": 0.8}
+"""The documented defaults for stepping once per *evaluation* on a validation metric (README, the
+HF callback's eval mode and the benchmark's ``greedy_eval`` all use them). A run has ~10-30
+evaluations, so the per-step defaults (window 50, patience 10) would never act: no smoothing, act
+after 3 consecutive calls, and a 0.8 step move the LR 2x in about 10 evaluations."""
+
+# State dicts written before the article's stages were renamed.
+_RENAMED_FIELDS = {"cooldown": "keep_decreasing", "warmup": "keep_increasing",
+                   "cooldown_left": "decreases_left", "warmup_left": "increases_left"}
+
+
+def upgrade_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A controller state with the pre-rename keys (cooldown / warmup) mapped to today's."""
+    state = {_RENAMED_FIELDS.get(k, k): v for k, v in state.items()}
+    state["config"] = {_RENAMED_FIELDS.get(k, k): v for k, v in state["config"].items()}
+    return state
 
 _MODES = ("min", "max")
 _THRESHOLD_MODES = ("rel", "abs")
@@ -75,10 +94,11 @@ class GreedyConfig:
     """Minimum improvement over the best value that counts as better (>= 0)."""
     threshold_mode: str = "rel"
     """``"rel"``: improvement measured as a fraction of ``abs(best)``; ``"abs"``: in metric units."""
-    cooldown: int = 0
-    """After a decrease, keep decreasing for this many more calls."""
-    warmup: int = 0
-    """After an increase, keep increasing for this many more calls."""
+    keep_decreasing: int = 0
+    """After a decrease, keep decreasing for this many more calls (the article's "cooldown")."""
+    keep_increasing: int = 0
+    """After an increase, keep increasing for this many more calls (the article's "warmup" stage;
+    not an LR warmup)."""
     window: int = 50
     """Compare the rolling mean of the last ``window`` finite metrics (1 = no smoothing)."""
     reset_after: int | None = None
@@ -101,7 +121,7 @@ class GreedyConfig:
         # Normalise numpy scalars to plain Python numbers (the state must stay JSON).
         object.__setattr__(self, "factor", float(factor))
         object.__setattr__(self, "threshold", float(threshold))
-        for name in ("patience", "cooldown", "warmup"):
+        for name in ("patience", "keep_decreasing", "keep_increasing"):
             object.__setattr__(self, name, _check_count(name, getattr(self, name)))
         object.__setattr__(self, "window", _check_count("window", self.window, minimum=1))
         if self.reset_after is not None:
@@ -212,8 +232,8 @@ class GreedyController:
         self._set_best(None)
         self.num_good = 0
         self.num_bad = 0
-        self.cooldown_left = 0
-        self.warmup_left = 0
+        self.decreases_left = 0
+        self.increases_left = 0
         self.min_attempts = 0
         self.last_value: float | None = None
         if self._window is not None:
@@ -239,23 +259,23 @@ class GreedyController:
         else:
             self.num_bad += 1
             self.num_good = 0
-            self.warmup_left = 0  # never keep raising the LR into a diverging loss
+            self.increases_left = 0  # never keep raising the LR into a diverging loss
 
-        if self.cooldown_left:
-            self.cooldown_left -= 1
+        if self.decreases_left:
+            self.decreases_left -= 1
             self.num_good = self.num_bad = 0
             return DECREASE
-        if self.warmup_left:
-            self.warmup_left -= 1
+        if self.increases_left:
+            self.increases_left -= 1
             self.num_good = self.num_bad = 0
             return INCREASE
         if self.num_good > self._patience:
             self.num_good = 0
-            self.warmup_left = self.config.warmup
+            self.increases_left = self.config.keep_increasing
             return INCREASE
         if self.num_bad > self._patience:
             self.num_bad = 0
-            self.cooldown_left = self.config.cooldown
+            self.decreases_left = self.config.keep_decreasing
             return DECREASE
         return HOLD
 
@@ -321,8 +341,8 @@ class GreedyController:
             "last_value": self.last_value,
             "num_good": self.num_good,
             "num_bad": self.num_bad,
-            "cooldown_left": self.cooldown_left,
-            "warmup_left": self.warmup_left,
+            "decreases_left": self.decreases_left,
+            "increases_left": self.increases_left,
             "min_attempts": self.min_attempts,
             "num_calls": self.num_calls,
             "num_resets": self.num_resets,
@@ -330,6 +350,7 @@ class GreedyController:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = upgrade_state(state)
         config = GreedyConfig(**state["config"])
         n = len(self.initial_lrs)
         for key in ("initial_lrs", "min_lrs", "max_lrs", "lrs"):
@@ -347,6 +368,6 @@ class GreedyController:
         best = None if state["best"] is None else float(state["best"])
         self._set_best(None if best is None else self._sign * best)
         self.last_value = None if state["last_value"] is None else float(state["last_value"])
-        for key in ("num_good", "num_bad", "cooldown_left", "warmup_left", "min_attempts",
+        for key in ("num_good", "num_bad", "decreases_left", "increases_left", "min_attempts",
                     "num_calls", "num_resets"):
             setattr(self, key, int(state[key]))

@@ -49,8 +49,8 @@ class GreedyLRState(NamedTuple):
     """Last (smoothed) finite metric in its own sign; NaN before any."""
     num_good: jax.Array
     num_bad: jax.Array
-    cooldown_left: jax.Array
-    warmup_left: jax.Array
+    decreases_left: jax.Array
+    increases_left: jax.Array
     min_attempts: jax.Array
     num_calls: jax.Array
     num_resets: jax.Array
@@ -75,8 +75,8 @@ def greedy_lr(
     patience: int = 10,
     threshold: float = 0.0,
     threshold_mode: str = "rel",
-    cooldown: int = 0,
-    warmup: int = 0,
+    keep_decreasing: int = 0,
+    keep_increasing: int = 0,
     window: int = 50,
     reset_after: int | None = None,
     min_scale: float = 0.1,
@@ -95,7 +95,8 @@ def greedy_lr(
     True
     """
     config = GreedyConfig(mode=mode, factor=factor, patience=patience, threshold=threshold,
-                          threshold_mode=threshold_mode, cooldown=cooldown, warmup=warmup,
+                          threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
+                          keep_increasing=keep_increasing,
                           window=window, reset_after=reset_after)
     lo = _check_scale("min_scale", min_scale)
     hi = _check_scale("max_scale", max_scale)
@@ -115,7 +116,7 @@ def greedy_lr(
         return GreedyLRState(
             scale=jnp.ones((), ftype), best=jnp.full((), jnp.inf, ftype),
             last_value=jnp.full((), jnp.nan, ftype), num_good=zero, num_bad=zero,
-            cooldown_left=zero, warmup_left=zero, min_attempts=zero, num_calls=zero,
+            decreases_left=zero, increases_left=zero, min_attempts=zero, num_calls=zero,
             num_resets=zero, decision=zero, window=jnp.zeros((size,), ftype),
             window_pos=zero, window_count=zero,
         )
@@ -141,16 +142,16 @@ def greedy_lr(
         last_value = jnp.where(finite, sign * smoothed, state.last_value)
         num_good = jnp.where(better, state.num_good + 1, 0)
         num_bad = jnp.where(better, 0, state.num_bad + 1)
-        warmup_left = jnp.where(finite, state.warmup_left, 0)  # never warm up into a divergence
+        increases_left = jnp.where(finite, state.increases_left, 0)  # never keep raising into a divergence
 
-        in_cool = state.cooldown_left > 0
-        in_warm = ~in_cool & (warmup_left > 0)
-        free = ~in_cool & ~in_warm
-        inc = (free & (num_good > config.patience)) | in_warm
-        dec = (free & ~inc & (num_bad > config.patience)) | in_cool
-        cooldown_left = jnp.where(in_cool, state.cooldown_left - 1,
-                                  jnp.where(dec, config.cooldown, state.cooldown_left))
-        warmup_left = jnp.where(in_warm, warmup_left - 1, jnp.where(inc, config.warmup, warmup_left))
+        in_decreasing = state.decreases_left > 0
+        in_increasing = ~in_decreasing & (increases_left > 0)
+        free = ~in_decreasing & ~in_increasing
+        inc = (free & (num_good > config.patience)) | in_increasing
+        dec = (free & ~inc & (num_bad > config.patience)) | in_decreasing
+        decreases_left = jnp.where(in_decreasing, state.decreases_left - 1,
+                                  jnp.where(dec, config.keep_decreasing, state.decreases_left))
+        increases_left = jnp.where(in_increasing, increases_left - 1, jnp.where(inc, config.keep_increasing, increases_left))
         num_good = jnp.where(inc | dec, 0, num_good)
         num_bad = jnp.where(inc | dec, 0, num_bad)
 
@@ -168,7 +169,7 @@ def greedy_lr(
 
         stepped = GreedyLRState(
             scale=scale, best=best, last_value=last_value, num_good=num_good, num_bad=num_bad,
-            cooldown_left=cooldown_left, warmup_left=warmup_left, min_attempts=min_attempts,
+            decreases_left=decreases_left, increases_left=increases_left, min_attempts=min_attempts,
             num_calls=state.num_calls + 1, num_resets=state.num_resets, decision=decision,
             window=buf, window_pos=pos, window_count=count,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
@@ -10,10 +11,12 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from learnlr.control.greedy import HOLD, GreedyConfig, GreedyController
+from learnlr.control.budget import DEFAULT_ANNEAL_FRACTION, check_total_steps
+from learnlr.control.greedy import HOLD, INCREASE, GreedyController
+from learnlr.control.schedule import gate, observes, resolve
 from learnlr.torch.distributed import MetricReducer, check_reduce, resolve_reducer
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: budget (total_steps) and the renamed keep_* stages; 1 still loads
 
 
 _Tensor = torch.Tensor
@@ -32,6 +35,18 @@ def _to_float(metric: SupportsFloat) -> float:
 def _state_float(value: float) -> float | str:
     """Strict-JSON form of a float: non-finite values as 'nan' / 'inf' / '-inf'."""
     return value if math.isfinite(value) else repr(value)
+
+_RENAMED = {
+    "warmup": "GreedyLR's warmup= was the article's keep-increasing stage and is now "
+    "keep_increasing=; for an LR warmup pass warmup_steps=N (with total_steps=)",
+    "cooldown": "GreedyLR's cooldown= (the article's keep-decreasing stage) is now keep_decreasing=",
+}
+
+
+def _reject_renamed(kwargs: dict[str, Any]) -> None:
+    for name in kwargs:
+        raise TypeError(_RENAMED.get(name, f"GreedyLR got an unexpected keyword argument {name!r}"))
+
 
 _UNRESOLVED = object()  # reducer not looked up yet (torch.distributed may initialise late)
 
@@ -77,7 +92,7 @@ class GreedyLR(LRScheduler):
     Example::
 
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        sched = GreedyLR(opt)
+        sched = GreedyLR(opt, total_steps=len(loader) * epochs)
         for x, y in loader:
             loss = loss_fn(model(x), y)
             opt.zero_grad(); loss.backward(); opt.step()
@@ -88,21 +103,27 @@ class GreedyLR(LRScheduler):
         self,
         optimizer: Optimizer,
         *,
+        total_steps: int | None = None,
+        warmup_steps: int = 0,
+        anneal_fraction: float = DEFAULT_ANNEAL_FRACTION,
+        adaptation: float | None = None,
         mode: str = "min",
-        factor: float = 0.95,
-        patience: int = 10,
+        factor: float | None = None,
+        patience: int | None = None,
         threshold: float = 0.0,
         threshold_mode: str = "rel",
-        cooldown: int = 0,
-        warmup: int = 0,
+        keep_decreasing: int = 0,
+        keep_increasing: int = 0,
         min_lr: float | Sequence[float] | None = None,
         max_lr: float | Sequence[float] | None = None,
-        window: int = 50,
+        window: int | None = None,
         reset_after: int | None = None,
         reduce: str | None = "mean",
         sync_every: int = 1,
         process_group: Any = None,
+        **renamed: Any,
     ) -> None:
+        _reject_renamed(renamed)
         check_reduce(reduce)
         if isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1:
             raise ValueError(f"sync_every must be an integer >= 1, got {sync_every!r}")
@@ -116,20 +137,38 @@ class GreedyLR(LRScheduler):
         self._pending: list[Any] = []
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not a torch.optim.Optimizer")
-        config = GreedyConfig(
-            mode=mode,
-            factor=factor,
-            patience=patience,
-            threshold=threshold,
-            threshold_mode=threshold_mode,
-            cooldown=cooldown,
-            warmup=warmup,
-            window=window,
-            reset_after=reset_after,
+        resolved = resolve(
+            total_steps=total_steps, warmup_steps=warmup_steps, anneal_fraction=anneal_fraction,
+            factor=factor, patience=patience, window=window, adaptation=adaptation, mode=mode,
+            threshold=threshold, threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
+            keep_increasing=keep_increasing, reset_after=reset_after,
         )
-        initial = [float(group["lr"]) for group in optimizer.param_groups]
-        self.controller = GreedyController(config, initial, min_lr, max_lr)
+        self.budget = resolved.budget
+        self._budget_fast = False  # set at the first step once the reducer is known
+        if self.budget is not None:
+            self._warmup_steps = self.budget.warmup_steps
+            self._anneal_start = self.budget.anneal_start if self.budget.anneal_steps else math.inf
+        # "initial_lr" is set by a scheduler built before this one (a LinearLR warmup): its
+        # target LR, not the warmup's first value, is the LR GreedyLR's bounds are relative to.
+        initial = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
+        self.controller = GreedyController(
+            resolved.config, initial, min_lr, max_lr,
+            min_lr_ratio=resolved.min_lr_ratio, max_lr_ratio=resolved.max_lr_ratio,
+        )
         super().__init__(optimizer)
+        if self.budget is not None:
+            self._write_lrs()
+
+    @property
+    def _schedulers(self) -> Any:
+        # SequentialLR's constructor probes hasattr(scheduler, "_schedulers") on every child
+        # (recursive_undo); hasattr lets this ValueError through, so nesting GreedyLR fails at
+        # construction with advice instead of with a TypeError at the milestone, mid-training.
+        raise ValueError(
+            "GreedyLR cannot run inside SequentialLR: its step() needs the metric, which "
+            "SequentialLR cannot pass. For 'warmup, then GreedyLR' use GreedyLR(opt, "
+            "total_steps=N, warmup_steps=W) alone (the warmup is part of its schedule)"
+        )
 
     # Read-only views for people used to ReduceLROnPlateau's attributes.
     @property
@@ -157,7 +196,9 @@ class GreedyLR(LRScheduler):
                 return
             raise TypeError(
                 "GreedyLR.step() needs the metric: call sched.step(loss) once per optimizer step "
-                "(training loss) or sched.step(val_metric) once per evaluation"
+                "(training loss) or sched.step(val_metric) once per evaluation. ChainedScheduler "
+                "and SequentialLR cannot pass one: for a warmup use GreedyLR(opt, "
+                "total_steps=N, warmup_steps=W) instead"
             )
         self.last_epoch += 1
         self._step_count += 1
@@ -168,9 +209,27 @@ class GreedyLR(LRScheduler):
             # .item() rather than float(): no "requires_grad" warning when passed `loss` itself.
             # A plain tensor is the common case: handled inline, without a function call.
             metric = metric.item() if type(metric) is _Tensor else _to_float(metric)
+        if self._budget_fast:
+            self._step_budget(metric)
+            return
         decision = self.controller.observe(metric)
         if decision != HOLD:
             self._apply(decision)
+
+    def _step_budget(self, value: float) -> None:
+        """Budget mode, one decision per call: the common case, kept off the general path."""
+        t = self.last_epoch  # the next update's step; ``value`` is the loss of update t - 1
+        decision = HOLD
+        if t > self._warmup_steps:
+            decision = self.controller.observe(value)
+            if decision != HOLD:
+                if decision == INCREASE and t >= self._anneal_start:
+                    decision = HOLD  # control.schedule.gate, inlined for the hot path
+                else:
+                    self.controller.apply(decision)
+        # In the stable phase the envelope is 1: write only when GreedyLR moved the LR.
+        if decision != HOLD or t <= self._warmup_steps or t >= self._anneal_start:
+            self._write_lrs()
 
     def _in_initial_step(self) -> bool:
         # LRScheduler.__init__ calls step() once with no metric. Older torch has no _is_initial
@@ -180,11 +239,15 @@ class GreedyLR(LRScheduler):
     def _step_special(self, metric: SupportsFloat) -> None:
         if self._reducer is _UNRESOLVED:
             self._reducer = resolve_reducer(self.reduce, self.process_group)
-            self._special = self.sync_every > 1 or self._reducer is not None
-            if not self._special:
+            deferred = self.sync_every > 1 or self._reducer is not None
+            self._special = deferred
+            self._budget_fast = not deferred and self.budget is not None
+            if not deferred:
                 # Metrics buffered by a resumed sync_every > 1 run are decided first, in order.
                 pending, self._pending = self._pending, []
                 self._decide([float(m) for m in pending] + [_to_float(metric)])
+                if self.budget is not None:
+                    self._write_lrs()
                 return
         if isinstance(metric, torch.Tensor) and metric.numel() != 1:
             raise ValueError(
@@ -194,6 +257,8 @@ class GreedyLR(LRScheduler):
         self._pending.append(metric.detach() if isinstance(metric, torch.Tensor) else metric)
         if len(self._pending) >= self.sync_every:
             self.flush()
+        if self.budget is not None:
+            self._write_lrs()
 
     @property
     def pending(self) -> int:
@@ -234,22 +299,50 @@ class GreedyLR(LRScheduler):
 
     def _decide(self, values: list[float]) -> None:
         observe = self.controller.observe
-        for value in values:
-            decision = observe(value)
-            if decision != HOLD:
-                self._apply(decision)
+        budget = self.budget
+        if budget is None:
+            for value in values:
+                decision = observe(value)
+                if decision != HOLD:
+                    self._apply(decision)
+            return
+        # values[i] is the loss of the update made at optimizer step first + i.
+        first = self.last_epoch - len(self._pending) - len(values)
+        for i, value in enumerate(values):
+            step = first + i
+            if observes(budget, step):
+                decision = gate(observe(value), budget, step + 1)
+                if decision != HOLD:
+                    self.controller.apply(decision)
 
     def _apply(self, decision: int) -> None:
         """Scale the LRs in the optimizer now (respecting changes made by others) and write back."""
         groups = self.optimizer.param_groups
         controller = self.controller
         controller.apply(decision, [float(g["lr"]) for g in groups])
-        for group, lr in zip(groups, controller.lrs):
+        self._set_group_lrs(controller.lrs)
+
+    def _set_group_lrs(self, lrs: list[float]) -> None:
+        for group, lr in zip(self.optimizer.param_groups, lrs):
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(lr)
             else:
                 group["lr"] = lr
-        self._last_lr = list(controller.lrs)
+        self._last_lr = list(lrs)
+
+    def _write_lrs(self) -> None:
+        """Budget mode: the LR for the next update is GreedyLR's LR times the envelope there.
+
+        The controller keeps the stable-phase LRs itself, so an LR changed in the optimizer by
+        someone else is overwritten at the next call (unlike the reactive mode).
+        """
+        scale = self.budget.multiplier(self.last_epoch)
+        self._set_group_lrs([lr * scale for lr in self.controller.lrs])
+
+    @property
+    def stable_lrs(self) -> list[float]:
+        """GreedyLR's own LRs, before the budget envelope (= the LRs without a budget)."""
+        return list(self.controller.lrs)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain Python values only (JSON-serialisable).
@@ -265,17 +358,25 @@ class GreedyLR(LRScheduler):
             "last_lr": [float(lr) for lr in self._last_lr],
             "controller": self.controller.state_dict(),
             "pending": [_state_float(float(m)) for m in self._pending],
+            "budget": None if self.budget is None else dataclasses.asdict(self.budget),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         version = state_dict.get("version")
-        if version != _STATE_VERSION:
+        if version not in (1, _STATE_VERSION):
             raise ValueError(
-                f"GreedyLR state version {version!r} is not supported (expected {_STATE_VERSION})"
+                f"GreedyLR state version {version!r} is not supported (expected 1 or "
+                f"{_STATE_VERSION})"
             )
+        steps_taken = int(state_dict["last_epoch"])
+        if self.budget is not None:
+            # The budget comes from the constructor (a resumed run may extend it, not cut it).
+            check_total_steps(self.budget.total_steps, steps_taken=steps_taken)
         self.controller.load_state_dict(state_dict["controller"])
-        self.last_epoch = int(state_dict["last_epoch"])
+        self.last_epoch = steps_taken
         self._step_count = int(state_dict["step_count"])
         self.base_lrs = [float(lr) for lr in state_dict["base_lrs"]]
         self._last_lr = [float(lr) for lr in state_dict["last_lr"]]
         self._pending = [float(m) for m in state_dict.get("pending", [])]
+        if self.budget is not None:
+            self._write_lrs()

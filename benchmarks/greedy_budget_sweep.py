@@ -1,0 +1,158 @@
+"""Choose GreedyLR's budget-aware defaults on the dev benchmark (protocol in docs/greedylr.md).
+
+Protocol: the base LR of each (workload, optimizer) comes from the benchmark's own tuning (the
+constant schedule's log-grid at seed 0, read from a bench store: run
+``learnlr bench --suite quick --schedules constant --out bench-out/dev`` first). Each candidate
+configuration of ``GreedyLR(opt, total_steps=budget, ...)`` then runs at x0.1 / x1 / x10 of that
+LR beside the fixed baselines (constant, step, linear, cosine, wsd), on *dev* seeds (default
+100, 101; the evaluation run uses seeds 0-2). Choose on ``--workloads`` (the dev half), then run
+the same command on the other half to check the choice on workloads it was not chosen on.
+
+Printed per candidate: for each LR track the median over (workload, optimizer) pairs of the
+seed-mean final val loss over the best schedule's (1.00 = as good as the best of the pair), the
+as-good-or-better rate (seed means, 1 % band) against wsd and cosine on the tuned track, the
+number of diverged runs, and the performance-profile area (final loss) over every track.
+
+    OMP_NUM_THREADS=1 python benchmarks/greedy_budget_sweep.py --store bench-out/dev/runs.sqlite \\
+        --workloads graph-nodes reviews-imbalanced char-lm digits-cnn --workers 2
+
+Cells are stored (``--out``): re-running skips finished ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from learnlr.bench import schedules as registry
+from learnlr.bench.runner import CellConfig, run_cell
+from learnlr.bench.store import ExperimentStore
+from learnlr.bench.summary import compare, ratio_to_best, seed_means, summarize_tracks
+from learnlr.bench.workloads import get_workload
+
+BASELINES = ("constant", "step", "linear", "cosine", "wsd")
+SCALES = (0.1, 1.0, 10.0)
+
+# name -> GreedyLR keyword arguments on top of total_steps=budget; ratios are relative to the
+# cell's starting LR. "paper_env" is the issue's throwaway calibration: the paper's reactive
+# controller (F 0.95, patience 10, window 50) with max_lr 10x, times the 20 % 1-sqrt envelope.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "f90_a25": {"factor": 0.9, "adaptation": 0.25},
+    "f80_a25": {"factor": 0.8, "adaptation": 0.25},
+    "f90_a10": {"factor": 0.9, "adaptation": 0.10},
+    "f90_a50": {"factor": 0.9, "adaptation": 0.50},
+    "f90_a25_warm5": {"factor": 0.9, "adaptation": 0.25, "warmup_frac": 0.05},
+    "f90_a25_min01": {"factor": 0.9, "adaptation": 0.25, "min_ratio": 0.01},
+    "paper_env": {"factor": 0.95, "patience": 10, "window": 50},
+}
+
+
+def _builder(kwargs: dict[str, Any]) -> registry.Builder:
+    def build(params: Any, ctx: registry.BuildContext) -> registry.TrainingHooks:
+        from learnlr.torch.greedy import GreedyLR
+
+        kw = dict(kwargs)
+        warmup = round(kw.pop("warmup_frac", 0.0) * ctx.budget_steps)
+        for key, bound in (("min_ratio", "min_lr"), ("max_ratio", "max_lr")):
+            if key in kw:
+                kw[bound] = kw.pop(key) * ctx.base_lr
+        opt = registry.make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
+        sched = GreedyLR(opt, total_steps=ctx.budget_steps, warmup_steps=warmup, **kw)
+        return registry.TrainingHooks(opt, sched, step_on="step_loss")
+
+    return build
+
+
+def register_candidates() -> None:
+    for name, kwargs in CANDIDATES.items():
+        registry.SCHEDULES[f"cand_{name}"] = registry.ScheduleSpec(
+            f"cand_{name}", "adaptive", f"sweep candidate {kwargs}", _builder(kwargs))
+
+
+def _run(config_json: dict[str, Any]) -> Any:
+    return run_cell(CellConfig.from_json(config_json))
+
+
+def plan(store_path: Path, workloads: list[str], seeds: list[int],
+         candidates: list[str]) -> list[CellConfig]:
+    configs = []
+    with ExperimentStore(store_path) as tuned:
+        for w in workloads:
+            wl = get_workload(w)
+            budget, every = wl.budget_steps["quick"], wl.eval_every["quick"]
+            for o in ("sgd", "adamw"):
+                lr = tuned.base_lr(w, o, budget)
+                if lr is None:
+                    raise SystemExit(f"no tuned base LR for {w}/{o} in {store_path}")
+                for s in (*BASELINES, *(f"cand_{c}" for c in candidates)):
+                    for scale in SCALES:
+                        for seed in seeds:
+                            configs.append(CellConfig(w, o, s, seed, lr, budget, every,
+                                                      lr_scale=scale))
+    return configs
+
+
+def report(cells: list[dict[str, Any]], candidates: list[str]) -> None:
+    print(f"{'candidate':<18} {'x0.1':>6} {'x1':>6} {'x10':>6}   AGoB wsd  AGoB cos  "
+          f"div  area")
+    for c in candidates:
+        name = f"cand_{c}"
+        mine = [x for x in cells if x["config"]["schedule"] in (*BASELINES, name)]
+        tracks = summarize_tracks(mine, subject=name)
+        row = []
+        for key in ("0.1", "1", "10"):
+            means = seed_means([x for x in mine if f"{x['config']['lr_scale']:g}" == key])
+            row.append(statistics.median(ratio_to_best(means, name)))
+        tuned = seed_means([x for x in mine if x["config"]["lr_scale"] == 1.0])
+        agob = {}
+        for rival in ("wsd", "cosine"):
+            out = [compare(m[name], m[rival], "rel_1pct") for m in tuned.values()]
+            agob[rival] = sum(o >= 0 for o in out) / len(out)
+        div = sum(1 for x in mine if x["config"]["schedule"] == name
+                  and x["results"]["status"] != "ok")
+        area = tracks["profile_area_all_tracks"][name]
+        print(f"{c:<18} {row[0]:6.3f} {row[1]:6.3f} {row[2]:6.3f}   {agob['wsd']:8.0%}  "
+              f"{agob['cosine']:8.0%}  {div:3d}  {area:.3f}")
+    base_means: dict[str, list[float]] = defaultdict(list)
+    for key in ("0.1", "1", "10"):
+        means = seed_means([x for x in cells if f"{x['config']['lr_scale']:g}" == key
+                            and x["config"]["schedule"] in BASELINES])
+        for b in BASELINES:
+            base_means[b].append(statistics.median(ratio_to_best(means, b)))
+    for b, r in base_means.items():
+        print(f"{b:<18} {r[0]:6.3f} {r[1]:6.3f} {r[2]:6.3f}   (among baselines only)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, default=Path("bench-out/dev/runs.sqlite"))
+    parser.add_argument("--out", type=Path, default=Path("bench-out/sweep/runs.sqlite"))
+    parser.add_argument("--workloads", nargs="+", required=True)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[100, 101])
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    register_candidates()
+    configs = plan(args.store, args.workloads, args.seeds, args.candidates)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with ExperimentStore(args.out) as store:
+        todo = [c for c in configs if not store.has_cell(c)]
+        print(f"{len(configs)} cells, {len(todo)} to run", flush=True)
+        # fork: the workers inherit the candidates registered above.
+        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+            for i, result in enumerate(pool.imap_unordered(_run, [c.to_json() for c in todo])):
+                store.write_cell(result, suite="sweep", purpose="main")
+                if (i + 1) % 50 == 0:
+                    print(f"  {i + 1}/{len(todo)}", flush=True)
+        hashes = {c.hash for c in configs}
+        cells = [{"config": {"lr_scale": 1.0, **c.config}, "results": c.results}
+                 for c in store.cells(hashes=hashes)]
+    report(cells, args.candidates)
+
+
+if __name__ == "__main__":
+    main()

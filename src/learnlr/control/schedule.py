@@ -1,0 +1,131 @@
+"""GreedyLR that knows its budget: the defaults, the phase rules, and the combined LR.
+
+Every adapter (torch ``GreedyLR``, the optax transformation, the HF and Lightning integrations,
+the RL scheduler) builds its controller through :func:`resolve` and applies :func:`gate`, so
+they all make the same decisions.
+
+With a budget (``total_steps``) the learning rate is::
+
+    lr(t) = stable_lr(t) * envelope(t)        # envelope: learnlr.control.budget
+
+where ``stable_lr`` is GreedyLR's own state, moved by the loss feedback, and the envelope adds an
+LR warmup and the final anneal to ~0 that every strong fixed schedule ends with (WSD, cosine).
+The phase rules:
+
+* **warmup** (``t < warmup_steps``): metrics are not observed. The loss falls because the LR is
+  ramping, which says nothing about whether the target LR is right.
+* **stable**: GreedyLR as without a budget.
+* **anneal** (the last ``anneal_fraction`` of the steps): decreases still apply (a safety valve),
+  increases are dropped: the loss falls because the envelope is annealing, and raising the LR
+  then would fight the decay.
+
+Budget-aware defaults are rules, not constants tuned to one budget: bounds of 10x either way
+around the initial LR (so a base LR 10x off can be rescued), and a patience derived from the
+budget so that a 10x move takes ``adaptation`` (default a quarter) of the stable phase, whatever
+the budget. docs/greedylr.md has the evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from learnlr.control.budget import DEFAULT_ANNEAL_FRACTION, Budget
+from learnlr.control.greedy import HOLD, INCREASE, GreedyConfig
+
+# Without a budget: the paper's per-step settings (see docs/greedylr.md).
+REACTIVE_DEFAULTS: dict[str, Any] = {
+    "factor": 0.95, "patience": 10, "window": 50, "min_lr_ratio": 0.1, "max_lr_ratio": 1.0,
+}
+# With a budget (chosen on the dev benchmark; docs/greedylr.md, "Budget-aware defaults").
+BUDGET_DEFAULTS: dict[str, Any] = {
+    "factor": 0.9, "adaptation": 0.25, "max_window": 50, "min_lr_ratio": 0.1,
+    "max_lr_ratio": 10.0,
+}
+
+
+def patience_for(stable_steps: int, factor: float, adaptation: float) -> int:
+    """Patience such that a 10x LR move (``log 10 / log(1/factor)`` decisions, each after
+    ``patience + 1`` calls) takes ``adaptation`` of the ``stable_steps``."""
+    decisions_per_10x = math.log(10.0) / math.log(1.0 / factor)
+    return max(0, round(adaptation * stable_steps / decisions_per_10x) - 1)
+
+
+def window_for(stable_steps: int, max_window: int) -> int:
+    """Smoothing window: the paper's 50, but at most a tenth of the stable phase (a 50-step
+    mean lags 25 steps, too long for a 300-step run)."""
+    return max(1, min(max_window, stable_steps // 10))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What an adapter needs: the controller config, the budget (None: reactive), the bounds."""
+
+    config: GreedyConfig
+    budget: Budget | None
+    min_lr_ratio: float
+    max_lr_ratio: float
+
+
+def resolve(
+    *,
+    total_steps: int | None = None,
+    warmup_steps: int = 0,
+    anneal_fraction: float = DEFAULT_ANNEAL_FRACTION,
+    factor: float | None = None,
+    patience: int | None = None,
+    window: int | None = None,
+    adaptation: float | None = None,
+    **config: Any,
+) -> Resolved:
+    """Fill the unset hyperparameters from the reactive or the budget-aware defaults.
+
+    ``config`` holds the other :class:`GreedyConfig` fields (mode, threshold, ...).
+    """
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    if total_steps is None:
+        if warmup_steps:
+            raise ValueError(
+                f"warmup_steps={warmup_steps} needs total_steps (the LR warmup is part of the "
+                "budget-aware schedule); pass total_steps=<optimizer steps in the run>"
+            )
+        d = REACTIVE_DEFAULTS
+        cfg = GreedyConfig(
+            factor=d["factor"] if factor is None else factor,
+            patience=d["patience"] if patience is None else patience,
+            window=d["window"] if window is None else window,
+            **config,
+        )
+        return Resolved(cfg, None, d["min_lr_ratio"], d["max_lr_ratio"])
+    budget = Budget.from_fraction(total_steps, warmup_steps, anneal_fraction)
+    d = BUDGET_DEFAULTS
+    factor = d["factor"] if factor is None else factor
+    adaptation = d["adaptation"] if adaptation is None else adaptation
+    if isinstance(adaptation, bool) or not isinstance(adaptation, (int, float)) or not (
+        0.0 < adaptation <= 1.0
+    ):
+        raise ValueError(f"adaptation must be a number in (0, 1], got {adaptation!r}")
+    stable = max(1, budget.anneal_start - budget.warmup_steps)
+    # GreedyConfig validates factor; patience_for needs a valid one first.
+    GreedyConfig(factor=factor)
+    cfg = GreedyConfig(
+        factor=factor,
+        patience=patience_for(stable, factor, adaptation) if patience is None else patience,
+        window=window_for(stable, d["max_window"]) if window is None else window,
+        **config,
+    )
+    return Resolved(cfg, budget, d["min_lr_ratio"], d["max_lr_ratio"])
+
+
+def observes(budget: Budget | None, step: int) -> bool:
+    """Whether the metric of the update made at ``step`` is shown to the controller."""
+    return budget is None or step >= budget.warmup_steps
+
+
+def gate(decision: int, budget: Budget | None, next_step: int) -> int:
+    """The decision as the phase allows it: no increase for an update inside the anneal."""
+    if decision == INCREASE and budget is not None and budget.phase(next_step) == "anneal":
+        return HOLD
+    return decision
