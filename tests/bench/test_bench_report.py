@@ -137,6 +137,9 @@ def _synthetic(rates: dict[str, float]) -> dict:
     ("rates", "verdict"),
     [
         ({"constant": 1.0, "cosine": 0.75, "step": 0.5}, "**use it**"),
+        # GreedyLR's own variants are in the tables but are not rivals in the verdict.
+        ({"constant": 1.0, "cosine": 0.75, "greedy_eval": 0.0, "greedy_reactive": 0.0},
+         "**use it**"),
         ({"constant": 0.75, "cosine": 0.25, "step": 0.5}, "instead of a constant LR"),
         ({"constant": 0.75, "cosine": 0.25, "step": 0.25}, "only as a replacement"),
         ({"constant": 0.25, "cosine": 0.25, "step": 0.25}, "not on this evidence"),

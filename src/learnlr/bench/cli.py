@@ -78,9 +78,11 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]
             where = exc.filename if exc.filename is not None else _store_path(args).parent
             return _usage_error(f"cannot write {where}: {exc.strerror or exc}")
         except KeyboardInterrupt:
-            saved = getattr(args, "saved_cells", 0)
-            print(f"\nlearnlr: interrupted; {saved} cells saved; re-run to resume "
-                  f"({_store_path(args)})", file=sys.stderr)
+            if hasattr(args, "saved_cells"):  # bench: say what is kept and how to go on
+                print(f"\nlearnlr: interrupted; {args.saved_cells} cells saved; re-run to "
+                      f"resume ({_store_path(args)})", file=sys.stderr)
+            else:
+                print("\nlearnlr: interrupted", file=sys.stderr)
             return INTERRUPTED
 
     return run
@@ -107,7 +109,6 @@ class _RichProgress(Progress):
 
     def __init__(self, args: argparse.Namespace) -> None:
         self._args = args  # args.saved_cells: what the Ctrl-C message reports
-        args.saved_cells = 0
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -288,6 +289,7 @@ def _bench_request(args: argparse.Namespace) -> BenchRequest:
 def _bench(args: argparse.Namespace) -> int:
     from learnlr.bench.report import REPORT_FILENAME, write_report
 
+    args.saved_cells = 0  # counted by the progress bar; reported on Ctrl-C
     request = _bench_request(args)
     with _RichProgress(args) as progress:
         plan = run_benchmark(request, progress)

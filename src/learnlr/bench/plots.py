@@ -2,7 +2,8 @@
 
 One colour per schedule everywhere (:func:`schedule_colour`), so a schedule is recognisable
 from plot to plot; GreedyLR is drawn solid and thick, fixed schedules dashed, the rest dotted.
-Every plot goes through :func:`save_figure`.
+Figures use matplotlib's object API (never pyplot or ``matplotlib.use``, which would switch a
+caller's backend); every plot goes through :func:`save_figure`.
 """
 
 from __future__ import annotations
@@ -40,12 +41,16 @@ def _style(name: str) -> dict[str, Any]:
             "ls": "-" if greedy else ("--" if kind == "fixed" else ":")}
 
 
-def save_figure(fig: Any, path: Path) -> Path:
-    """Lay out, write and close ``fig``; return the path."""
-    import matplotlib.pyplot as plt
+def _figure(nrows: int, ncols: int, figsize: tuple[float, float]) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write ``fig``; ``bbox_inches="tight"`` keeps the legend below the panels in the image."""
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -82,11 +87,9 @@ def track_plot_names(scale: float) -> tuple[str, str]:
 
 
 def _grid(n: int) -> tuple[Any, list[Any]]:
-    import matplotlib.pyplot as plt
-
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = _figure(rows, cols, figsize=(3.4 * cols, 2.6 * rows))
     flat = [ax for row in axes for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -117,7 +120,7 @@ def _small_multiples(panels: Panels, flat: set[str], title: str,
             ax.text(0.02, 0.02, "LR never changed: " + ", ".join(never), fontsize=6,
                     transform=ax.transAxes, color="#a00")
         ax.set_yscale("log")
-        ax.tick_params(labelsize=6)
+        ax.tick_params(which="both", labelsize=6)
         ax.set_xlabel("optimizer step", fontsize=7)
         ax.set_ylabel(ylabel, fontsize=7)
     fig.suptitle(title, fontsize=10)
@@ -137,11 +140,9 @@ def _draw_val(ax: Any, t: Trajectory, style: dict[str, Any]) -> None:
 
 
 def _profiles(profiles: Mapping[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, axes = _figure(1, 2, figsize=(11, 4.5))
     for ax, (kind, title) in zip(
-        axes, (("steps_to_target", "steps-to-target ratio"), ("final_loss", "final val loss ratio")),
+        axes[0], (("steps_to_target", "steps-to-target ratio"), ("final_loss", "final val loss ratio")),
         strict=True,
     ):
         for name in profiles[kind]:
@@ -162,9 +163,6 @@ def write_plots(store: ExperimentStore, hashes: set[str], summary: Mapping[str, 
                 flat: set[str], out_dir: Path) -> list[Path]:
     """LR and validation-loss small multiples (one panel per (workload, optimizer), seed 0) and
     the performance profiles; ``flat`` holds the hashes of cells whose LR never changed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     written = []
     for scale, panels in seed0_panels(store, hashes).items():
         track = "" if scale == 1.0 else f", base LR x{scale:g}"

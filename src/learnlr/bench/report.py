@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from learnlr.bench.plots import PLOT_FILENAMES, write_plots
-from learnlr.bench.schedules import FIXED_SCHEDULES, SCHEDULES
+from learnlr.bench.schedules import FIXED_SCHEDULES, SCHEDULE_ALIASES, SCHEDULES
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore, StoredCell
 from learnlr.bench.summary import GREEDY_SCHEDULES, R_MAX, TIE_BANDS, json_safe, summarize
 
 SUMMARY_FILENAME = "summary.json"
 REPORT_FILENAME = "report.md"
+GREEDY_FAMILY = frozenset((*GREEDY_SCHEDULES, *SCHEDULE_ALIASES["greedy"]))
+"""learnlr's own GreedyLR variants: shown in the tables, but not rivals in the verdict."""
 HOLDS_ITS_OWN = 0.5
 """The verdict's rule: GreedyLR "holds its own" against a rival when it is as good or better
 (1% band) in at least this fraction of the paired runs."""
@@ -180,7 +182,7 @@ def verdict_markdown(summary: dict[str, Any], flat: Sequence[StoredCell] = (),
     areas = {s: p["area"] for s, p in summary["performance_profiles"]["final_loss"].items()}
     for greedy in greedies:
         rivals = {r: e for r, e in summary["comparisons"][greedy]["rel_1pct"].items()
-                  if r not in GREEDY_SCHEDULES and e["n"]}
+                  if r not in GREEDY_FAMILY and e["n"]}
         numbers, conclusion = _judge(greedy, rivals, areas, _count(flat, greedy),
                                      n_cells.get(greedy, 0))
         out += [f"{numbers} Verdict for `{greedy}`: {conclusion}.", ""]
@@ -192,7 +194,7 @@ def _tracks_verdict(summary: dict[str, Any], flat: Sequence[StoredCell],
     tracks = summary["by_lr_scale"]
     tuned = tracks.get("1") or next(iter(tracks.values()))
     subject = tuned.get("subject", "greedy_step")
-    rivals = {r: e for r, e in tuned["greedy_vs"].items() if e["n"]}
+    rivals = {r: e for r, e in tuned["greedy_vs"].items() if r not in GREEDY_FAMILY and e["n"]}
     if not rivals:
         return ["No GreedyLR cells with a paired rival in this selection.", ""]
     numbers, conclusion = _judge(subject, rivals, summary.get("profile_area_all_tracks", {}),
@@ -200,7 +202,8 @@ def _tracks_verdict(summary: dict[str, Any], flat: Sequence[StoredCell],
     out = [f"At the tuned base LR, {numbers} Verdict: {conclusion}.", ""]
     mis_set = []
     for scale, track in sorted(tracks.items(), key=lambda kv: float(kv[0])):
-        others = {r: e for r, e in track["greedy_vs"].items() if e["n"]}
+        others = {r: e for r, e in track["greedy_vs"].items()
+                  if r not in GREEDY_FAMILY and e["n"]}
         if scale != "1" and others:
             mis_set.append(f"{_scale_label(scale)}: it held its own against "
                            f"{len(_held(others))} of {len(others)} rivals (as good or better "
@@ -227,7 +230,8 @@ def _tracks_markdown(summary: dict[str, Any]) -> list[str]:
         rows = [[rival, _pct(e["as_good_or_better"]), _wtl(e), str(e["n"])]
                 for rival, e in track.get("greedy_vs", {}).items()]
         subject = track.get("subject", "greedy_step")
-        out += [f"### {_scale_label(scale)} ({subject}, {track.get('n_pairs', '?')} pairs)", "",
+        n = track.get("n_pairs", 0)
+        out += [f"### {_scale_label(scale)} ({subject}, {n} pair{'' if n == 1 else 's'})", "",
                 _markdown_table(["vs schedule", "AGoB (1% rel)", "W/T/L", "pairs"], rows), ""]
     rivals = list(dict.fromkeys(r for _, t in tracks for r in t.get("effect_sizes", {})))
     if rivals:
@@ -355,7 +359,7 @@ def render_markdown(
     out = _intro(summary, command) + verdict_markdown(summary, flat)
     if summary.get("by_lr_scale"):
         out += _tracks_markdown(summary)
-        out += ["## Detail: all cells together", "", headline_markdown(summary), ""]
+        out += ["## Detail: the tuned track, paired per seed", "", headline_markdown(summary), ""]
     else:
         out += ["## Headline", "", headline_markdown(summary), ""]
     out += _flat_markdown(flat)
