@@ -133,8 +133,9 @@ def test_unwritable_report_file_is_one_line(real_store, tmp_path, capsys):
     out = tmp_path / "elsewhere"
     (out / "report.md").mkdir(parents=True)
     line = _one_line_error(_main(capsys, "report", str(real_store), "--out", str(out)),
-                           "cannot write", "report.md")
+                           str(out / "report.md"))
     assert "directory" in line.lower()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a chmod 555 folder anyway; "

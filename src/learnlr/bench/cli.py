@@ -75,8 +75,9 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]
         except sqlite3.DatabaseError as exc:  # corruption found past the store's open checks
             return _usage_error(f"{_store_path(args)}: {exc} (the file was left as it was)")
         except OSError as exc:  # writing report.md / plots: unwritable folder, disk full, ...
-            where = exc.filename if exc.filename is not None else _store_path(args).parent
-            return _usage_error(f"cannot write {where}: {exc.strerror or exc}")
+            if exc.filename is None:
+                return _usage_error(str(exc))
+            return _usage_error(f"{exc.filename}: {exc.strerror or exc}")
         except KeyboardInterrupt:
             if hasattr(args, "saved_cells"):  # bench: say what is kept and how to go on
                 print(f"\nlearnlr: interrupted; {args.saved_cells} cells saved; re-run to "
@@ -378,7 +379,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``bench``, ``report`` and ``list`` to the ``learnlr`` command line."""
     bench = subparsers.add_parser(
         "bench", help="run every schedule side by side (tune base LRs, train, report)",
-        description="Run a benchmark suite into DIR (resumable: finished cells are skipped).",
+        description="Run a benchmark suite into DIR (resumable: finished cells are skipped; "
+        "Ctrl-C keeps every finished cell). Several `learnlr bench` processes on one machine "
+        "may share DIR: they claim cells in DIR/runs.sqlite and split the work. Across machines "
+        "use --backend ray (SQLite's locks are unreliable on network file systems).",
     )
     bench.add_argument("--suite", choices=sorted(SUITES), default="quick",
                        help="which cells to run (default: quick)")

@@ -409,7 +409,11 @@ def _write_atomic(path: Path, text: str) -> None:
     write the report, and a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:  # name the file the user asked for, not our temporary one
+        tmp.unlink()
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def write_report(
