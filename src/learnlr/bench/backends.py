@@ -103,10 +103,12 @@ class PoolExecutor(Executor):
     def close(self, *, abort: bool) -> None:
         """Shut the pool down; ``abort`` (an error or Ctrl-C) stops running cells at once."""
         if abort:
-            # Workers ignore SIGINT and a running cell may take minutes: end them now. The
-            # pool's workers are this process's only multiprocessing children.
-            for child in multiprocessing.active_children():
-                child.terminate()
+            # Workers ignore SIGINT and a running cell may take minutes: end them now.
+            if hasattr(self._pool, "terminate_workers"):  # Python >= 3.14
+                self._pool.terminate_workers()
+            else:  # the pool's own workers only, never other children of this process
+                for process in list(self._pool._processes.values()):
+                    process.terminate()
         self._pool.shutdown(wait=True, cancel_futures=abort)
 
 
