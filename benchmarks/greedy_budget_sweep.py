@@ -48,6 +48,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "f90_a25_warm5": {"factor": 0.9, "adaptation": 0.25, "warmup_frac": 0.05},
     "f90_a25_min01": {"factor": 0.9, "adaptation": 0.25, "min_ratio": 0.01},
     "paper_env": {"factor": 0.95, "patience": 10, "window": 50},
+    # A relative threshold tied to the budget: a call is "better" only if the smoothed loss
+    # beat its best by theta / stable_steps; GreedyLR then climbs while the loss falls faster
+    # than that rate and descends when it falls slower than rate / (patience + 1).
+    "f90_a25_thr1": {"factor": 0.9, "adaptation": 0.25, "thr_per_stable": 1.0},
+    "f90_a25_thr03": {"factor": 0.9, "adaptation": 0.25, "thr_per_stable": 0.3},
+    "f90_a25_max3": {"factor": 0.9, "adaptation": 0.25, "max_ratio": 3.0},
 }
 
 
@@ -57,6 +63,9 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
 
         kw = dict(kwargs)
         warmup = round(kw.pop("warmup_frac", 0.0) * ctx.budget_steps)
+        if "thr_per_stable" in kw:
+            stable = ctx.budget_steps - warmup - round(0.2 * ctx.budget_steps)
+            kw["threshold"] = kw.pop("thr_per_stable") / stable
         for key, bound in (("min_ratio", "min_lr"), ("max_ratio", "max_lr")):
             if key in kw:
                 kw[bound] = kw.pop(key) * ctx.base_lr

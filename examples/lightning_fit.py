@@ -2,7 +2,9 @@
 
     .venv/bin/python examples/lightning_fit.py [--seed 0] [--epochs 5] [--monitor val_loss]
 
-``--monitor val_loss`` switches to one decision per epoch on the validation loss.
+``lr_scheduler_config(self, opt)`` takes the step budget from ``trainer.estimated_stepping_batches``
+(warmup, GreedyLR, final anneal to ~0). ``--monitor val_loss`` switches to one decision per epoch
+on the validation loss (the per-evaluation defaults).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import pytorch_lightning as pl
 import torch
 from sklearn.datasets import load_digits
 
-from learnlr import GreedyLR
 from learnlr.integrations.lightning import lr_scheduler_config
 
 
@@ -37,12 +38,9 @@ class DigitsMLP(pl.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=1e-3)
-        if self.monitor == "train_loss":
-            sched = GreedyLR(opt, patience=10, window=20, max_lr=1e-2)
-            config = lr_scheduler_config(sched, monitor="train_loss", interval="step")
-        else:
-            sched = GreedyLR(opt, patience=1, window=1, max_lr=1e-2)
-            config = lr_scheduler_config(sched, monitor=self.monitor, interval="epoch")
+        interval = "step" if self.monitor == "train_loss" else "epoch"
+        config = lr_scheduler_config(self, opt, monitor=self.monitor, interval=interval,
+                                     warmup_steps=10)
         return {"optimizer": opt, "lr_scheduler": config}
 
 

@@ -24,5 +24,5 @@ def _run(out: Path, backend: str, workers: int) -> dict:
 def test_ray_backend_matches_local(tmp_path):
     local = _run(tmp_path / "local", "local", 1)
     ray_summary = _run(tmp_path / "ray", "ray", 2)
-    assert local["cells"] == 8
+    assert local["cells"] == (3 * 3 + 1) * 2  # 3 schedules x 3 LR tracks + sls once, 2 seeds
     assert strip_timing(ray_summary) == strip_timing(local)

@@ -3,11 +3,11 @@
 import pytest
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from learnlr import GreedyLR
-from learnlr.integrations.lightning import lr_scheduler_config
+from learnlr.control.greedy import PER_EVAL
+from learnlr.integrations.lightning import GreedyLRDriver, LightningGreedyLR, lr_scheduler_config
 
 BATCHES_PER_EPOCH = 6
 
@@ -21,20 +21,23 @@ def regression_loader(seed: int) -> torch.utils.data.DataLoader:
 
 class TinyRegressor(pl.LightningModule):
     def __init__(self, monitor: str = "train_loss", interval: str = "step", log_val: bool = True,
-                 window: int = 1):
+                 **greedy):
         super().__init__()
         torch.manual_seed(0)
         self.net = torch.nn.Linear(8, 1)
-        self.monitor, self.interval, self.log_val, self.window = monitor, interval, log_val, window
+        self.monitor, self.interval, self.log_val = monitor, interval, log_val
+        self.greedy = {"factor": 0.8, "patience": 0, "window": 1, "max_lr": 1.0, **greedy}
         self.train_losses: list[float] = []
         self.val_losses: list[float] = []
-        self.lrs: list[float] = []
+        self.lrs: list[float] = []  # after each batch
+        self.used_lrs: list[float] = []  # by each batch
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = torch.nn.functional.mse_loss(self.net(x), y)
         self.log("train_loss", loss)
         self.train_losses.append(float(loss.detach()))
+        self.used_lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -53,9 +56,9 @@ class TinyRegressor(pl.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.SGD(self.parameters(), lr=0.05)
-        sched = GreedyLR(opt, factor=0.8, patience=0, window=self.window, max_lr=1.0)
-        return {"optimizer": opt,
-                "lr_scheduler": lr_scheduler_config(sched, monitor=self.monitor, interval=self.interval)}
+        config = lr_scheduler_config(self, opt, monitor=self.monitor, interval=self.interval,
+                                     **self.greedy)
+        return {"optimizer": opt, "lr_scheduler": config}
 
 
 def trainer(tmp_path, **kw) -> pl.Trainer:
@@ -66,7 +69,7 @@ def trainer(tmp_path, **kw) -> pl.Trainer:
     return pl.Trainer(**base)
 
 
-def greedy_of(t: pl.Trainer) -> GreedyLR:
+def greedy_of(t: pl.Trainer) -> LightningGreedyLR:
     return t.lr_scheduler_configs[0].scheduler
 
 
@@ -76,15 +79,38 @@ def test_per_step_training_loss_mode_one_step_per_optimizer_step(tmp_path):
     t.fit(model, regression_loader(0))
     sched = greedy_of(t)
     assert t.global_step == BATCHES_PER_EPOCH  # 12 batches / accumulation 2
-    assert sched.controller.num_calls == t.global_step
+    assert sched.controller.num_calls == t.global_step == sched.last_epoch
     # Lightning passes the value logged by the last micro-batch of each optimizer step.
     assert sched.controller.last_value == pytest.approx(model.train_losses[-1], rel=1e-6)
     assert len(set(model.lrs)) > 2
     assert t.optimizers[0].param_groups[0]["lr"] == sched.get_last_lr()[0]
 
 
+def test_total_steps_from_estimated_stepping_batches_and_the_run_anneals(tmp_path):
+    model = TinyRegressor()
+    t = trainer(tmp_path, max_epochs=4, limit_val_batches=0)
+    t.fit(model, regression_loader(0))
+    sched = greedy_of(t)
+    assert sched.budget.total_steps == t.estimated_stepping_batches == t.global_step == 24
+    # The last update ran deep in the final anneal.
+    assert model.used_lrs[-1] < 0.2 * sched.stable_lrs[0]
+
+
+def test_explicit_total_steps_and_the_reactive_rule(tmp_path):
+    model = TinyRegressor(total_steps=60, warmup_steps=2)
+    t = trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    t.fit(model, regression_loader(0))
+    assert greedy_of(t).budget.total_steps == 60
+    assert model.used_lrs[:2] == pytest.approx([0.025, 0.05])  # LR warmup (lr 0.05, 2 steps)
+    reactive = TinyRegressor(total_steps=None)
+    t = trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    t.fit(reactive, regression_loader(0))
+    assert greedy_of(t).budget is None
+    assert greedy_of(t).controller.num_calls == BATCHES_PER_EPOCH
+
+
 def test_monitored_metric_mode_steps_once_per_epoch_on_val_loss(tmp_path):
-    model = TinyRegressor(monitor="val_loss", interval="epoch")
+    model = TinyRegressor(monitor="val_loss", interval="epoch", total_steps=None)
     t = trainer(tmp_path, max_epochs=3)
     t.fit(model, regression_loader(0), regression_loader(1))
     sched = greedy_of(t)
@@ -96,27 +122,86 @@ def test_monitored_metric_mode_steps_once_per_epoch_on_val_loss(tmp_path):
     assert per_epoch[0][0] != per_epoch[1][0]
 
 
-def test_missing_monitored_metric_is_a_clear_error(tmp_path):
+def test_epoch_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
+    class PerEval(TinyRegressor):
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.05)
+            return {"optimizer": opt,
+                    "lr_scheduler": lr_scheduler_config(self, opt, monitor="val_loss", interval="epoch")}
+
+    model = PerEval()
+    t = trainer(tmp_path, max_epochs=4)
+    t.fit(model, regression_loader(0), regression_loader(1))
+    sched = greedy_of(t)
+    config = sched.controller.config
+    assert (config.window, config.patience, config.factor) == (
+        PER_EVAL["window"], PER_EVAL["patience"], PER_EVAL["factor"])
+    # The envelope's clock is the optimizer step; the decisions follow the epochs.
+    assert sched.last_epoch == sched.budget.total_steps == t.global_step == 4 * BATCHES_PER_EPOCH
+    assert sched.controller.num_calls == 4
+    assert sched.controller.last_value == pytest.approx(model.val_losses[-1], rel=1e-6)
+
+
+def test_missing_monitored_metric_names_it_and_greedylr(tmp_path):
     model = TinyRegressor(monitor="val_loss", interval="epoch", log_val=False)
     t = trainer(tmp_path, max_epochs=1)
-    with pytest.raises(MisconfigurationException, match=r"val_loss.*not available.*train_loss"):
+    with pytest.raises(ValueError, match=r"GreedyLR monitors 'val_loss'.*not available.*train_loss"):
         t.fit(model, regression_loader(0), regression_loader(1))
+    # A typo in the per-step mode, and strict=False: a warning per decision, no decision.
+    model = TinyRegressor(monitor="train_los")
+    t = trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    with pytest.raises(ValueError, match=r"'train_los'.*\['train_loss'\]"):
+        t.fit(model, regression_loader(0))
+
+    class Lenient(TinyRegressor):
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.05)
+            return {"optimizer": opt, "lr_scheduler": lr_scheduler_config(
+                self, opt, monitor="train_los", strict=False)}
+
+    t = trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    with pytest.warns(RuntimeWarning, match="strict=False"):
+        t.fit(Lenient(), regression_loader(0))
+    assert greedy_of(t).controller.num_calls == 0
 
 
-def test_resume_from_checkpoint_continues_the_same_schedule(tmp_path):
+def test_a_bare_greedylr_from_configure_optimizers_fails_with_advice(tmp_path):
+    """Lightning steps a bare scheduler without the metric: GreedyLR refuses at its first step."""
+
+    class Bare(TinyRegressor):
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.05)
+            return {"optimizer": opt, "lr_scheduler": GreedyLR(opt)}
+
+    t = trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    with pytest.raises(TypeError, match=r"lr_scheduler_config\(self, opt\)"):
+        t.fit(Bare(), regression_loader(0))
+
+
+@pytest.mark.parametrize("epoch", [1, 2])  # after steps 12 and 18; the anneal is steps 12-23
+def test_resume_from_checkpoint_continues_the_same_schedule(tmp_path, epoch):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_epochs=1, save_top_k=-1,
                            filename="{epoch}")
-    full_model = TinyRegressor(window=3)
+    full_model = TinyRegressor(window=3, anneal_fraction=0.5)
     full = trainer(tmp_path, max_epochs=4, limit_val_batches=0, enable_checkpointing=True,
                    callbacks=[ckpt])
     full.fit(full_model, regression_loader(0))
     assert len(set(full_model.lrs)) > 2
 
-    resumed_model = TinyRegressor(window=3)
+    resumed_model = TinyRegressor(window=3, anneal_fraction=0.5)
     resumed = trainer(tmp_path, max_epochs=4, limit_val_batches=0)
-    resumed.fit(resumed_model, regression_loader(0), ckpt_path=tmp_path / "ckpt" / "epoch=1.ckpt")
-    assert resumed_model.lrs == full_model.lrs[2 * BATCHES_PER_EPOCH:]
+    resumed.fit(resumed_model, regression_loader(0), ckpt_path=tmp_path / "ckpt" / f"epoch={epoch}.ckpt")
+    assert resumed_model.lrs == full_model.lrs[(epoch + 1) * BATCHES_PER_EPOCH:]
     assert greedy_of(resumed).state_dict() == greedy_of(full).state_dict()
+
+
+def test_one_driver_per_trainer_across_fits(tmp_path):
+    t = trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    t.fit(TinyRegressor(), regression_loader(0))
+    t.fit_loop.max_epochs = 2
+    t.fit(TinyRegressor(), regression_loader(0))
+    drivers = [c for c in t.callbacks if isinstance(c, GreedyLRDriver)]
+    assert len(drivers) == 1 and drivers[0].scheduler is greedy_of(t)
 
 
 @pytest.mark.parametrize(
@@ -125,8 +210,9 @@ def test_resume_from_checkpoint_continues_the_same_schedule(tmp_path):
      ({"frequency": 0}, "frequency")],
 )
 def test_invalid_arguments_name_the_parameter(kwargs, name):
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    module = TinyRegressor()
+    opt = torch.optim.SGD(module.parameters(), lr=0.1)
     with pytest.raises(ValueError, match=name):
-        lr_scheduler_config(GreedyLR(opt), **kwargs)
-    with pytest.raises(ValueError, match="scheduler"):
-        lr_scheduler_config(torch.optim.lr_scheduler.StepLR(opt, 1))
+        lr_scheduler_config(module, opt, **kwargs)
+    with pytest.raises(ValueError, match="optimizer"):
+        lr_scheduler_config(module, torch.optim.lr_scheduler.StepLR(opt, 1))

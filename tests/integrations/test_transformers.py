@@ -1,4 +1,4 @@
-"""GreedyLRCallback with a real transformers.Trainer and a tiny GPT-2 built from a config."""
+"""use_greedy_lr with a real transformers.Trainer and a tiny GPT-2 built from a config."""
 
 import json
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
-from learnlr.integrations.transformers import GreedyLRCallback, TrainerGreedyLR
+from learnlr.control.greedy import PER_EVAL
+from learnlr.integrations.transformers import GreedyLRCallback, TrainerGreedyLR, use_greedy_lr
 
 VOCAB, SEQ = 64, 16
 
@@ -36,7 +37,8 @@ def training_args(out_dir, **overrides) -> TrainingArguments:
     base = dict(
         output_dir=str(out_dir), per_device_train_batch_size=4, gradient_accumulation_steps=2,
         max_steps=8, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, seed=0,
-        data_seed=0, disable_tqdm=True, dataloader_num_workers=0,
+        data_seed=0, disable_tqdm=True, dataloader_num_workers=0, learning_rate=1e-3,
+        weight_decay=0.1,
     )
     base.update(overrides)
     return TrainingArguments(**base)
@@ -58,76 +60,128 @@ class Recorder(TrainerCallback):
         self.lrs_after_step.append(optimizer.param_groups[0]["lr"])
 
 
+FAST = {"factor": 0.8, "patience": 0, "window": 1, "max_lr": 1.0}
+
+
 def build(out_dir, greedy_kwargs=None, **arg_overrides):
+    """A Trainer with its own optimizer, made to use GreedyLR by use_greedy_lr."""
     model = tiny_gpt2()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    greedy = GreedyLRCallback(opt, **(greedy_kwargs or {"factor": 0.8, "patience": 0, "window": 1, "max_lr": 1.0}))
     recorder = Recorder(model)
     trainer = Trainer(
         model=model, args=training_args(out_dir, **arg_overrides),
         train_dataset=TokenData(96, seed=1), eval_dataset=TokenData(16, seed=2),
-        optimizers=(opt, greedy.scheduler), callbacks=[greedy, recorder],
+        callbacks=[recorder],
     )
-    return trainer, greedy, recorder
+    return use_greedy_lr(trainer, **(FAST if greedy_kwargs is None else greedy_kwargs)), recorder
+
+
+def callback_of(trainer: Trainer) -> GreedyLRCallback:
+    return next(c for c in trainer.callback_handler.callbacks if isinstance(c, GreedyLRCallback))
+
+
+def used_lrs(trainer: Trainer) -> list[float]:
+    """The LR each optimizer step used, from Trainer's own logs."""
+    return [e["learning_rate"] for e in trainer.state.log_history if "loss" in e]
 
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     """One training run (8 optimizer steps x 2 micro-batches) shared by the read-only tests."""
-    trainer, greedy, rec = build(tmp_path_factory.mktemp("hf"))
+    trainer, rec = build(tmp_path_factory.mktemp("hf"))
     trainer.train()
-    return trainer, greedy, rec
+    return trainer, rec
 
 
 def test_one_decision_per_optimizer_step_under_gradient_accumulation(default_run):
-    trainer, greedy, rec = default_run
-    sched = greedy.scheduler
+    trainer, rec = default_run
+    sched = trainer.lr_scheduler
+    assert isinstance(sched, TrainerGreedyLR)
     assert len(rec.micro_losses) == 16  # 8 optimizer steps x 2 micro-batches
     assert sched.controller.num_calls == 8 == sched.last_epoch
     # The metric of the last decision is the mean of that step's two micro-batch losses.
     assert sched.controller.last_value == pytest.approx(sum(rec.micro_losses[-2:]) / 2, rel=1e-6)
     # Trainer's optimizer really runs at our LR, and our LR moved (patience 0, factor 0.8).
-    assert rec.lrs_after_step == [pytest.approx(lr) for lr in rec.lrs_after_step]
     assert len(set(rec.lrs_after_step)) > 2
     assert trainer.optimizer.param_groups[0]["lr"] == sched.get_last_lr()[0]
 
 
+def test_trainers_own_optimizer_is_kept(default_run, tmp_path):
+    trainer, _ = default_run
+    assert trainer.lr_scheduler.optimizer is trainer.optimizer
+    # Trainer's weight-decay grouping (no decay on biases and LayerNorm) and its AdamW.
+    assert [g["weight_decay"] for g in trainer.optimizer.param_groups] == [0.1, 0.0]
+    assert all(len(g["params"]) > 0 for g in trainer.optimizer.param_groups)
+    assert isinstance(trainer.optimizer.optimizer, torch.optim.AdamW)
+    # optim= chooses the optimizer; GreedyLR schedules whichever Trainer built.
+    sgd, _ = build(tmp_path, optim="sgd", max_steps=2)
+    sgd.train()
+    assert isinstance(sgd.optimizer.optimizer, torch.optim.SGD)
+    assert sgd.lr_scheduler.optimizer is sgd.optimizer
+    assert sgd.lr_scheduler.controller.num_calls == 2
+
+
 def test_learning_rate_in_trainer_logs_is_ours(default_run):
-    trainer, greedy, rec = default_run
-    logged = [e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e]
+    trainer, rec = default_run
     # Trainer logs the LR used by each step: the initial LR, then ours after each decision.
-    assert logged == pytest.approx([1e-3] + rec.lrs_after_step[:-1])
+    assert used_lrs(trainer) == pytest.approx([1e-3] + rec.lrs_after_step[:-1])
 
 
-def test_checkpoint_resume_restores_the_scheduler_exactly(tmp_path):
-    full, greedy_full, rec_full = build(tmp_path / "full", save_strategy="steps", save_steps=4)
+def test_total_steps_is_the_trainers_and_the_run_anneals(default_run, tmp_path):
+    trainer, _ = default_run
+    budget = trainer.lr_scheduler.budget
+    assert budget.total_steps == trainer.state.max_steps == 8 and budget.warmup_steps == 0
+    # The last update runs deep in the final anneal, far below GreedyLR's own LR.
+    assert used_lrs(trainer)[-1] < 0.2 * trainer.lr_scheduler.stable_lrs[0]
+    # Without max_steps, Trainer computes the steps from the epochs: 96 / (4 x 2) = 12.
+    epochs, _ = build(tmp_path, max_steps=-1, num_train_epochs=1)
+    epochs.train()
+    assert epochs.lr_scheduler.budget.total_steps == epochs.state.max_steps == 12
+
+
+@pytest.mark.parametrize("warmup", [2, 0.25])
+def test_warmup_from_training_arguments(tmp_path, warmup):
+    """warmup_steps=2, or a ratio: a quarter of max_steps=8."""
+    trainer, _ = build(tmp_path, warmup_steps=warmup)
+    trainer.train()
+    sched = trainer.lr_scheduler
+    assert sched.budget.warmup_steps == 2
+    used = used_lrs(trainer)
+    assert used[:2] == pytest.approx([0.5e-3, 1e-3])  # linear LR warmup
+    # The warmup's loss drop is not shown to GreedyLR: decisions start after it.
+    assert sched.controller.num_calls == 6
+
+
+@pytest.mark.parametrize("resume_at", [3, 6])  # 6 is inside the anneal (steps 4-7)
+def test_checkpoint_resume_restores_the_scheduler_exactly(tmp_path, resume_at):
+    kwargs = {**FAST, "anneal_fraction": 0.5}
+    full, rec_full = build(tmp_path / "full", kwargs, save_strategy="steps", save_steps=3)
     full.train()
-    saved = json.loads(json.dumps(torch.load(
-        tmp_path / "full" / "checkpoint-4" / "scheduler.pt", weights_only=True
-    )))
-    assert saved["controller"]["num_calls"] == 4
+    ckpt = tmp_path / "full" / f"checkpoint-{resume_at}"
+    saved = json.loads(json.dumps(torch.load(ckpt / "scheduler.pt", weights_only=True)))
+    assert saved["controller"]["num_calls"] == resume_at
 
-    resumed, greedy_res, rec_res = build(tmp_path / "full", save_strategy="no")
-    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-4"))
-    assert greedy_res.scheduler.controller.num_calls == 8
-    assert rec_res.lrs_after_step == rec_full.lrs_after_step[4:]
-    assert greedy_res.scheduler.state_dict() == greedy_full.scheduler.state_dict()
+    resumed, rec_res = build(tmp_path / "full", kwargs, save_strategy="no")
+    resumed.train(resume_from_checkpoint=str(ckpt))
+    assert resumed.lr_scheduler.controller.num_calls == 8
+    assert rec_res.lrs_after_step == rec_full.lrs_after_step[resume_at:]
+    assert resumed.lr_scheduler.state_dict() == full.lr_scheduler.state_dict()
 
 
 def test_eval_mode_steps_once_per_evaluation_on_metric_for_best_model(tmp_path):
-    trainer, greedy, rec = build(
-        tmp_path, {"on": "eval", "factor": 0.8, "patience": 0, "max_lr": 1.0},
+    trainer, rec = build(
+        tmp_path, {"on": "eval", "factor": 0.8, "patience": 0, "max_lr": 1.0,
+                   "total_steps": None},
         eval_strategy="steps", eval_steps=2, metric_for_best_model="loss",
     )
     trainer.train()
     evals = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
-    sched = greedy.scheduler
+    sched = trainer.lr_scheduler
     assert len(evals) == 4
     assert sched.controller.num_calls == 4
     assert sched.controller.config.mode == "min" and sched.controller.config.window == 1
     assert sched.controller.last_value == pytest.approx(evals[-1])
     # The LR each step used (Trainer's log) changes only after an evaluation (after steps 2, 4, 6).
-    used = [e["learning_rate"] for e in trainer.state.log_history if "loss" in e]
+    used = used_lrs(trainer)
     assert len(used) == 8
     assert all(used[i] == used[i - 1] for i in (1, 3, 5, 7))
     assert all(used[i] > used[i - 1] for i in (2, 4, 6))  # eval loss kept improving: increases
@@ -137,9 +191,27 @@ def test_eval_mode_steps_once_per_evaluation_on_metric_for_best_model(tmp_path):
     assert sched.get_last_lr() == before
 
 
+def test_eval_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
+    trainer, _ = build(tmp_path, {"on": "eval"}, max_steps=10, warmup_steps=2,
+                       eval_strategy="steps", eval_steps=2, metric_for_best_model="loss")
+    trainer.train()
+    sched = trainer.lr_scheduler
+    config = sched.controller.config
+    assert (config.window, config.patience, config.factor) == (
+        PER_EVAL["window"], PER_EVAL["patience"], PER_EVAL["factor"])
+    # The envelope follows the 10 optimizer steps; decisions follow the evaluations after the
+    # warmup (after steps 4, 6, 8, 10; the one after step 2 judges a warmup update).
+    assert sched.last_epoch == sched.budget.total_steps == 10
+    assert sched.controller.num_calls == 4
+    used = used_lrs(trainer)
+    assert used[:2] == pytest.approx([0.5e-3, 1e-3])
+    assert used[-1] < 0.2 * sched.stable_lrs[0]  # annealed (steps 8-9)
+
+
 def test_eval_mode_direction_from_greater_is_better(tmp_path):
-    _, greedy, _ = build(tmp_path, {"on": "eval"}, metric_for_best_model="accuracy")
-    assert greedy.scheduler.controller.config.mode == "max"
+    trainer, _ = build(tmp_path, {"on": "eval"}, metric_for_best_model="accuracy")
+    sched = trainer.create_scheduler(num_training_steps=8, optimizer=trainer.create_optimizer())
+    assert sched.controller.config.mode == "max"
     with pytest.raises(ValueError, match="greater_is_better"):
         build(tmp_path, {"on": "eval", "mode": "min"}, metric_for_best_model="accuracy")
     with pytest.raises(ValueError, match="metric_for_best_model"):
@@ -147,44 +219,75 @@ def test_eval_mode_direction_from_greater_is_better(tmp_path):
 
 
 def test_missing_eval_metric_is_a_clear_error(tmp_path):
-    trainer, _, _ = build(tmp_path, {"on": "eval"}, eval_strategy="steps", eval_steps=2,
-                          metric_for_best_model="bleu")
+    trainer, _ = build(tmp_path, {"on": "eval"}, eval_strategy="steps", eval_steps=2,
+                       metric_for_best_model="bleu")
     with pytest.raises(ValueError, match="eval_bleu.*eval_loss"):
         trainer.train()
 
 
-def test_no_loss_from_the_model_is_a_clear_error_and_record_loss_fixes_it(tmp_path):
+def test_callback_without_use_greedy_lr_is_a_loud_error(tmp_path):
+    """Trainer would silently run its own linear decay; GreedyLR would never act."""
+    model = tiny_gpt2()
+    trainer = Trainer(model=model, args=training_args(tmp_path, max_steps=2),
+                      train_dataset=TokenData(32, 1), callbacks=[GreedyLRCallback(**FAST)])
+    with pytest.raises(ValueError, match=r"LambdaLR \(lr_scheduler_type='linear'\).*use_greedy_lr"):
+        trainer.train()
+    # The same callback, installed: use_greedy_lr finds it.
+    use_greedy_lr(trainer)
+    trainer.train()
+    assert trainer.lr_scheduler.controller.num_calls == 2
+    assert callback_of(trainer).scheduler is trainer.lr_scheduler
+    with pytest.raises(ValueError, match="already holds a GreedyLRCallback"):
+        use_greedy_lr(trainer, factor=0.8)
+    # That callback (which has built a scheduler) in a new Trainer without use_greedy_lr: loud too.
+    again = Trainer(model=model, args=training_args(tmp_path, max_steps=2),
+                    train_dataset=TokenData(32, 1), callbacks=[callback_of(trainer)])
+    with pytest.raises(ValueError, match="use_greedy_lr"):
+        again.train()
+
+
+def test_a_scheduler_in_optimizers_is_refused(tmp_path):
     model = tiny_gpt2()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    other = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    trainer = Trainer(model=model, args=training_args(tmp_path), train_dataset=TokenData(32, 1),
+                      optimizers=(opt, other))
+    with pytest.raises(ValueError, match=r"optimizers=\(optimizer, None\)"):
+        use_greedy_lr(trainer)
+    # Your own optimizer is fine: optimizers=(opt, None).
+    trainer = use_greedy_lr(Trainer(model=model, args=training_args(tmp_path, max_steps=2),
+                                    train_dataset=TokenData(32, 1), optimizers=(opt, None)))
+    trainer.train()
+    assert trainer.lr_scheduler.optimizer.optimizer is opt
 
+
+def test_no_loss_from_the_model_is_a_clear_error_and_record_loss_fixes_it(tmp_path):
     class OwnLoss(Trainer):
         """Computes the loss outside the model (as label-smoothing setups do)."""
 
-        def __init__(self, *a, record=None, **kw):
-            super().__init__(*a, **kw)
-            self.record = record
+        record = False
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
             logits = model(**inputs).logits
             loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
-            if self.record is not None:
-                self.record(loss)
+            if self.record and model.training:
+                self.lr_scheduler.record_loss(loss)
             return loss
 
-    greedy = GreedyLRCallback(opt, patience=0, window=1, max_lr=1.0)
-    trainer = OwnLoss(model=model, args=training_args(tmp_path, max_steps=2),
-                      train_dataset=TokenData(32, 1), optimizers=(opt, greedy.scheduler),
-                      callbacks=[greedy])
-    with pytest.raises(RuntimeError, match="record_loss"):
-        trainer.train()
+    def own_loss_trainer(**greedy):
+        trainer = OwnLoss(model=tiny_gpt2(), args=training_args(tmp_path, max_steps=2),
+                          train_dataset=TokenData(32, 1))
+        return use_greedy_lr(trainer, patience=0, window=1, max_lr=1.0, **greedy)
 
-    greedy = GreedyLRCallback(opt, patience=0, window=1, capture_model_loss=False, max_lr=1.0)
-    trainer = OwnLoss(model=model, args=training_args(tmp_path, max_steps=2),
-                      train_dataset=TokenData(32, 1), optimizers=(opt, greedy.scheduler),
-                      callbacks=[greedy], record=greedy.record_loss)
+    with pytest.raises(RuntimeError, match="record_loss"):
+        own_loss_trainer().train()
+
+    trainer = own_loss_trainer(capture_model_loss=False)
+    trainer.record = True
     trainer.train()
-    assert greedy.scheduler.controller.num_calls == 2
+    assert trainer.lr_scheduler.controller.num_calls == 2
+    assert isinstance(trainer, OwnLoss)  # use_greedy_lr keeps the Trainer's own subclass
 
 
 def test_repeated_steps_for_one_optimizer_step_act_once():
@@ -201,8 +304,16 @@ def test_repeated_steps_for_one_optimizer_step_act_once():
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [({"on": "epoch"}, "on"), ({"mode": "max"}, "mode"),
-                                              ({"factor": 2.0}, "factor")])
+                                              ({"factor": 2.0}, "factor"),
+                                              ({"total_steps": 0}, "total_steps"),
+                                              ({"warmup_steps": -1}, "warmup_steps")])
 def test_invalid_arguments_name_the_parameter(kwargs, name):
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(ValueError, match=name):
-        GreedyLRCallback(opt, **kwargs)
+        GreedyLRCallback(**kwargs)
+
+
+def test_renamed_and_unknown_arguments_are_type_errors():
+    with pytest.raises(TypeError, match="warmup_steps"):
+        GreedyLRCallback(warmup=3)
+    with pytest.raises(TypeError, match="facter"):
+        GreedyLRCallback(facter=0.9)

@@ -2,8 +2,9 @@
 
 Each submodule imports its framework, so import only the one you use:
 
-* :mod:`learnlr.integrations.transformers`: ``GreedyLRCallback`` for the HF ``Trainer`` (``learnlr[hf]``)
-* :mod:`learnlr.integrations.lightning`: ``lr_scheduler_config`` for PyTorch Lightning
+* :mod:`learnlr.integrations.transformers`: ``use_greedy_lr(trainer)`` for the HF ``Trainer``
+  (``learnlr[hf]``)
+* :mod:`learnlr.integrations.lightning`: ``lr_scheduler_config(self, opt)`` for PyTorch Lightning
   (``learnlr[lightning]``)
 * :mod:`learnlr.integrations.optax`: ``greedy_lr``, an optax transformation (``learnlr[jax]``)
 

@@ -1,85 +1,177 @@
 """GreedyLR in PyTorch Lightning (extra ``learnlr[lightning]``).
 
-:class:`learnlr.GreedyLR` is a real ``torch.optim.lr_scheduler.LRScheduler``, so Lightning accepts it
-as is; what it needs is the scheduler dict that makes Lightning pass it a metric. Lightning only
-calls ``scheduler.step(metric)`` for schedulers marked ``reduce_on_plateau=True``, taking the metric
-from ``trainer.callback_metrics[monitor]``::
+One call in ``configure_optimizers``::
 
     def training_step(self, batch, batch_idx):
         loss = ...
-        self.log("train_loss", loss)          # per-step mode monitors this
+        self.log("train_loss", loss)          # the per-step mode monitors this
         return loss
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=1e-3)
-        sched = GreedyLR(opt)                  # window=50: the paper's per-step smoothing
-        return {"optimizer": opt, "lr_scheduler": lr_scheduler_config(sched)}
+        return {"optimizer": opt, "lr_scheduler": lr_scheduler_config(self, opt)}
 
-Modes:
+:func:`lr_scheduler_config` builds a budget-aware :class:`learnlr.GreedyLR` with ``total_steps`` =
+``trainer.estimated_stepping_batches`` (the run's optimizer steps; pass ``total_steps=`` to
+override, ``total_steps=None`` for the purely reactive rule) and hands Lightning a plain
+per-step scheduler entry.
 
-* per-step training loss (default, the paper's mode): ``monitor="train_loss", interval="step"``.
-  Lightning steps once per *optimizer* step (not per micro-batch under
-  ``accumulate_grad_batches``), with the value logged by the last micro-batch of that step.
-* monitored metric: e.g. ``monitor="val_loss", interval="epoch"``; build the scheduler with
-  ``window=1`` and ``mode="max"`` for an accuracy.
+How it is driven. Lightning passes a metric only to schedulers flagged ``reduce_on_plateau``, and
+its check for a missing metric speaks of "ReduceLROnPlateau" and runs before any code of ours.
+So Lightning steps the scheduler once per *optimizer* step without a metric (the warmup / anneal
+envelope's clock; Lightning skips the accumulation micro-batches), and a small callback that the
+helper adds to the Trainer makes the decisions, reading ``trainer.callback_metrics[monitor]``:
 
-A monitored metric that was never logged stops training with Lightning's
-``MisconfigurationException`` naming the metric and listing the available ones (``strict=True``);
-``strict=False`` skips the step with a warning instead. The scheduler's state is saved in
-Lightning checkpoints and restored by ``Trainer.fit(ckpt_path=...)``.
+* ``interval="step"`` (default): after each optimizer step (``on_train_batch_end``), on the value
+  logged by that step's last micro-batch: the paper's per-step mode.
+* ``interval="epoch"``: at the end of each training epoch (``on_train_epoch_end``, after that
+  epoch's validation), e.g. ``monitor="val_loss"`` with the per-evaluation defaults
+  :data:`learnlr.control.greedy.PER_EVAL`.
+
+A monitored metric that was never logged stops ``fit`` with a ValueError that names it, says
+GreedyLR, and lists the logged metrics (``strict=True``); ``strict=False`` skips the decision with
+a warning. The scheduler's state (clock, controller) is saved in Lightning checkpoints and restored
+by ``Trainer.fit(ckpt_path=...)``.
+
+Returning a bare ``GreedyLR(opt)`` from ``configure_optimizers`` cannot work: Lightning would step
+it without the metric. Use this helper.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
-from learnlr.torch.greedy import GreedyLR
+import pytorch_lightning as pl
+from torch.optim import Optimizer
+
+from learnlr.control.greedy import PER_EVAL
+from learnlr.integrations._clock import ClockedGreedyLR
 
 _INTERVALS = ("step", "epoch")
 
 
-def lr_scheduler_config(
-    scheduler: GreedyLR,
-    *,
-    monitor: str = "train_loss",
-    interval: str = "step",
-    frequency: int = 1,
-    strict: bool = True,
-    name: str | None = None,
-) -> dict[str, Any]:
-    """The ``lr_scheduler`` dict for ``configure_optimizers`` that makes Lightning feed GreedyLR.
+class LightningGreedyLR(ClockedGreedyLR):
+    """The scheduler :func:`lr_scheduler_config` gives Lightning: ``step()`` is the clock (one
+    optimizer step), :meth:`decide` one decision; what it monitors is kept beside it."""
 
-    Args:
-        scheduler: a :class:`learnlr.GreedyLR`.
-        monitor: the logged metric to step on (``self.log(monitor, value)``).
-        interval: ``"step"`` (once per optimizer step) or ``"epoch"``.
-        frequency: step every ``frequency`` intervals (>= 1).
-        strict: raise when ``monitor`` is missing (True) or skip the step with a warning (False).
-        name: name shown by Lightning's ``LearningRateMonitor``.
+    def __init__(self, optimizer: Optimizer, *, monitor: str, interval: str, frequency: int,
+                 strict: bool, **kwargs: Any) -> None:
+        self.monitor, self.interval = monitor, interval
+        self.frequency, self.strict = frequency, strict
+        super().__init__(optimizer, **kwargs)
 
-    >>> import torch
-    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    >>> cfg = lr_scheduler_config(GreedyLR(opt), monitor="val_loss", interval="epoch")
-    >>> cfg["reduce_on_plateau"], cfg["monitor"], cfg["interval"]
-    (True, 'val_loss', 'epoch')
-    """
-    if not isinstance(scheduler, GreedyLR):
-        raise ValueError(f"scheduler must be a learnlr.GreedyLR, got {type(scheduler).__name__}")
+
+class GreedyLRDriver(pl.Callback):
+    """Feeds :class:`LightningGreedyLR` its monitored metric (added by :func:`lr_scheduler_config`)."""
+
+    def __init__(self, scheduler: LightningGreedyLR) -> None:
+        self.scheduler = scheduler
+        self._ticks_seen = scheduler.last_epoch
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._ticks_seen = self.scheduler.last_epoch  # restored from a checkpoint by now
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        sched = self.scheduler
+        if sched.interval != "step" or sched.last_epoch == self._ticks_seen:
+            return  # an accumulation micro-batch: no optimizer step, no clock tick
+        self._ticks_seen = sched.last_epoch
+        if sched.last_epoch % sched.frequency == 0:
+            self._decide(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        sched = self.scheduler
+        if sched.interval == "epoch" and (trainer.current_epoch + 1) % sched.frequency == 0:
+            self._decide(trainer)
+
+    def _decide(self, trainer: pl.Trainer) -> None:
+        sched = self.scheduler
+        value = trainer.callback_metrics.get(sched.monitor)
+        if value is None:
+            message = (
+                f"GreedyLR monitors {sched.monitor!r} (lr_scheduler_config(monitor=...)), which is "
+                f"not available: the logged metrics are {sorted(trainer.callback_metrics)}. Log it "
+                f"with self.log({sched.monitor!r}, value) or monitor one of those"
+            )
+            if sched.interval == "step":
+                message += " (a validation metric needs interval='epoch')"
+            if sched.strict:
+                raise ValueError(message)
+            warnings.warn(message + "; strict=False: no decision this time", RuntimeWarning,
+                          stacklevel=2)
+            return
+        sched.decide(value)
+
+
+def _total_steps(trainer: pl.Trainer) -> int:
+    steps = trainer.estimated_stepping_batches
+    if not math.isfinite(steps):
+        raise ValueError(
+            "total_steps cannot come from trainer.estimated_stepping_batches, which is "
+            f"{steps} (an iterable dataset without a length and max_steps=-1); pass "
+            "Trainer(max_steps=N), or total_steps=N (or None: no envelope) to lr_scheduler_config"
+        )
+    return int(steps)
+
+
+def _check_options(optimizer: Any, monitor: Any, interval: Any, frequency: Any) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise ValueError(
+            f"optimizer must be the torch.optim.Optimizer to schedule, got "
+            f"{type(optimizer).__name__}"
+        )
     if not isinstance(monitor, str) or not monitor:
         raise ValueError(f"monitor must be the non-empty name of a logged metric, got {monitor!r}")
     if interval not in _INTERVALS:
         raise ValueError(f"interval must be one of {_INTERVALS}, got {interval!r}")
     if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
         raise ValueError(f"frequency must be an integer >= 1, got {frequency!r}")
-    config: dict[str, Any] = {
-        "scheduler": scheduler,
-        "monitor": monitor,
-        "interval": interval,
-        "frequency": frequency,
-        "strict": bool(strict),
-        # Lightning passes the monitored value only to schedulers flagged as plateau schedulers.
-        "reduce_on_plateau": True,
-    }
+
+
+def lr_scheduler_config(
+    module: pl.LightningModule,
+    optimizer: Optimizer,
+    *,
+    monitor: str = "train_loss",
+    interval: str = "step",
+    frequency: int = 1,
+    strict: bool = True,
+    name: str | None = None,
+    **greedy_kwargs: Any,
+) -> dict[str, Any]:
+    """The ``lr_scheduler`` entry for ``configure_optimizers``: GreedyLR on ``optimizer``.
+
+    Args:
+        module: the LightningModule (``self`` in ``configure_optimizers``); its Trainer gives the
+            step budget and receives the callback that feeds GreedyLR its metric.
+        optimizer: the optimizer returned beside this entry.
+        monitor: the logged metric to decide on (``self.log(monitor, value)``).
+        interval: ``"step"`` (one decision per optimizer step) or ``"epoch"`` (one per training
+            epoch, after its validation; defaults :data:`learnlr.control.greedy.PER_EVAL`).
+        frequency: decide every ``frequency`` intervals (>= 1).
+        strict: a missing ``monitor`` is a ValueError (True) or a skipped decision with a warning.
+        name: name shown by Lightning's ``LearningRateMonitor``.
+        **greedy_kwargs: :class:`learnlr.GreedyLR` arguments. ``total_steps`` defaults to
+            ``trainer.estimated_stepping_batches``; ``total_steps=None`` is the reactive rule.
+
+    The scheduler is ``trainer.lr_scheduler_configs[0].scheduler`` (a :class:`LightningGreedyLR`).
+    """
+    _check_options(optimizer, monitor, interval, frequency)
+    trainer = module.trainer
+    defaults: dict[str, Any] = dict(PER_EVAL) if interval == "epoch" else {}
+    if "total_steps" not in greedy_kwargs:
+        defaults["total_steps"] = _total_steps(trainer)
+    scheduler = LightningGreedyLR(optimizer, monitor=monitor, interval=interval,
+                                  frequency=frequency, strict=bool(strict),
+                                  **{**defaults, **greedy_kwargs})
+    # configure_optimizers runs again on every fit(): one driver, for the newest scheduler.
+    trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, GreedyLRDriver)]
+    trainer.callbacks.append(GreedyLRDriver(scheduler))
+    config: dict[str, Any] = {"scheduler": scheduler, "interval": "step", "frequency": 1,
+                              "reduce_on_plateau": False}
     if name is not None:
         config["name"] = name
     return config

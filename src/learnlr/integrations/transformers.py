@@ -1,30 +1,42 @@
 """GreedyLR for the Hugging Face ``Trainer`` (extra ``learnlr[hf]``).
 
-Two objects, one wiring::
+One line after building the Trainer::
 
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
-    greedy = GreedyLRCallback(opt)                       # per optimizer step, on the training loss
-    trainer = Trainer(model, args, train_dataset=ds,
-                      optimizers=(opt, greedy.scheduler), callbacks=[greedy])
+    trainer = use_greedy_lr(Trainer(model, args, train_dataset=ds))   # per step, training loss
+    trainer.train()
 
-Why the scheduler sits in Trainer's own scheduler slot (rather than beside a "constant" one):
+:func:`use_greedy_lr` keeps everything Trainer builds itself: its optimizer (``optim=``,
+``learning_rate``, the weight-decay / no-decay parameter groups) and its step count. It replaces
+only Trainer's scheduler, through ``Trainer.create_scheduler(num_training_steps, optimizer)``
+(transformers has no scheduler registry, so ``lr_scheduler_type`` cannot name ours): the scheduler
+is a budget-aware :class:`learnlr.GreedyLR` with ``total_steps`` = the Trainer's number of training
+steps (``max_steps``, or the one computed from the epochs) and ``warmup_steps`` =
+``args.get_warmup_steps(...)`` (``TrainingArguments(warmup_steps=N)``, or a float < 1 as a ratio).
+``use_greedy_lr(trainer, total_steps=None)`` keeps the purely reactive rule (no envelope).
 
-* Trainer then has no scheduler of its own that could fight ours (its "constant" schedule is a
-  ``LambdaLR`` that rewrites every group's LR on each step).
-* Trainer already steps that slot exactly once per *optimizer* step, after the gradient
-  accumulation micro-batches and never after a skipped (fp16-overflow) step, so accumulation is
-  handled where Trainer handles it.
+Why the scheduler sits in Trainer's own scheduler slot:
+
+* Trainer then has no scheduler of its own that could fight ours.
+* Trainer steps that slot exactly once per *optimizer* step, after the gradient accumulation
+  micro-batches and never after a skipped (fp16-overflow) step, so accumulation is handled where
+  Trainer handles it.
 * Trainer logs ``learning_rate`` from the slot's ``get_last_lr()`` and saves / restores the slot's
   ``state_dict()`` in ``scheduler.pt`` (loaded with ``weights_only=True``; ours is plain JSON-able
-  data), so ``resume_from_checkpoint`` restores the scheduler exactly.
+  data), so ``resume_from_checkpoint`` continues the exact trajectory.
 
 Trainer steps the slot with no argument; the training loss comes from a forward hook on the model
 that records ``outputs.loss`` of every training micro-batch (detached, left on its device); the
 scheduler decides on their mean. A ``compute_loss`` that computes the loss outside the model
-should pass ``capture_model_loss=False`` and call :meth:`GreedyLRCallback.record_loss`.
+should pass ``capture_model_loss=False`` and call ``self.lr_scheduler.record_loss(loss)`` for
+training batches.
 
-``on="eval"`` steps once per evaluation on ``metric_for_best_model`` instead (what
-``transformers.GreedyLR`` does), with ``mode`` taken from ``greater_is_better``.
+``on="eval"`` decides once per evaluation on ``metric_for_best_model`` instead (what
+``transformers.GreedyLR`` does), with ``mode`` from ``greater_is_better`` and the per-evaluation
+defaults :data:`learnlr.control.greedy.PER_EVAL`; the warmup / anneal envelope still follows the
+optimizer steps.
+
+``callbacks=[GreedyLRCallback()]`` without :func:`use_greedy_lr` is an error at the start of
+``train()`` (Trainer would otherwise run its own linear decay and GreedyLR would never act).
 
 Distributed (DDP/FSDP via Trainer): each rank's scheduler all-reduces the loss (``reduce="mean"``,
 see :class:`learnlr.GreedyLR`), so every rank keeps the same LR. If something steps the slot
@@ -34,30 +46,44 @@ process), only the first call of each optimizer step acts.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from torch.optim.lr_scheduler import LRScheduler
+from transformers import (
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 
-from learnlr.control.greedy import GreedyController
-from learnlr.torch.greedy import GreedyLR
+from learnlr.control.greedy import PER_EVAL
+from learnlr.control.schedule import resolve
+from learnlr.integrations._clock import ClockedGreedyLR
+from learnlr.torch.greedy import GreedyLR, _reject_renamed
 
 _TRIGGERS = ("train_loss", "eval")
+# GreedyLR arguments that resolve() validates without an optimizer (checked at construction).
+_RESOLVED_KEYS = ("total_steps", "warmup_steps", "anneal_fraction", "adaptation", "factor", "patience", "window", "threshold",
+                  "threshold_mode", "keep_decreasing", "keep_increasing", "reset_after")
 
 
-class TrainerGreedyLR(GreedyLR):
+class TrainerGreedyLR(ClockedGreedyLR):
     """A :class:`learnlr.GreedyLR` that Trainer can step with no argument.
 
-    ``step()`` with no metric decides on the mean of the training losses recorded with
-    :meth:`record_loss` since the previous optimizer step; ``step(metric)`` behaves exactly like
-    :class:`learnlr.GreedyLR`. Build it through :class:`GreedyLRCallback`.
+    ``on="train_loss"``: ``step()`` with no metric decides on the mean of the training losses
+    recorded with :meth:`record_loss` since the previous optimizer step. ``on="eval"``: ``step()``
+    only advances the budget envelope by one optimizer step and :meth:`decide` takes the metric
+    of each evaluation. ``step(metric)`` behaves exactly like :class:`learnlr.GreedyLR`. Built by
+    :func:`use_greedy_lr`.
     """
 
-    def __init__(self, optimizer: Optimizer, *, from_recorded_loss: bool = True, **kwargs: Any):
-        self.from_recorded_loss = from_recorded_loss
+    def __init__(self, optimizer: Optimizer, *, on: str = "train_loss", **kwargs: Any):
+        self.on = on
         self._loss_sum: torch.Tensor | float | None = None
         self._loss_count = 0
         self._stepped_this_step = False
@@ -78,52 +104,53 @@ class TrainerGreedyLR(GreedyLR):
 
     def step(self, metric: Any = None) -> None:  # type: ignore[override]
         if metric is not None or self._in_initial_step():
-            super().step(metric)
+            GreedyLR.step(self, metric)
             return
-        if not self.from_recorded_loss:
-            return  # per-evaluation mode: the callback steps with the metric
+        if self._stepped_this_step:
+            return  # a repeated step for the same optimizer step (AcceleratedScheduler)
+        if self.on == "eval":
+            self._stepped_this_step = True
+            self.tick()  # per-evaluation mode: the callback decides on each evaluation
+            return
         if self._loss_count == 0:
-            if self._stepped_this_step:
-                return  # a repeated step for the same optimizer step (AcceleratedScheduler)
             raise RuntimeError(
                 "GreedyLR was stepped but no training loss was recorded for this optimizer step: "
                 "the model's forward did not return `loss`. Either let the model compute the loss "
-                "(pass labels), or build GreedyLRCallback(..., capture_model_loss=False) and call "
-                "callback.record_loss(loss) from your compute_loss."
+                "(pass labels), or use use_greedy_lr(trainer, capture_model_loss=False) and call "
+                "self.lr_scheduler.record_loss(loss) from your compute_loss."
             )
         mean = self._loss_sum / self._loss_count
         self._loss_sum = None
         self._loss_count = 0
         self._stepped_this_step = True
-        super().step(mean)
+        GreedyLR.step(self, mean)
 
 
 class GreedyLRCallback(TrainerCallback):
-    """Drive learnlr's GreedyLR from a ``transformers.Trainer``.
+    """Drives learnlr's GreedyLR inside a ``transformers.Trainer``; install it with
+    :func:`use_greedy_lr`, which builds the scheduler on Trainer's own optimizer.
 
     Args:
-        optimizer: the optimizer you pass to Trainer in ``optimizers=(optimizer, callback.scheduler)``.
         on: ``"train_loss"`` (default): one decision per optimizer step on the mean training loss of
             its micro-batches, the paper's mode. ``"eval"``: one decision per evaluation on
-            ``args.metric_for_best_model``.
+            ``args.metric_for_best_model``, with :data:`learnlr.control.greedy.PER_EVAL` as defaults.
         mode: ``"min"`` / ``"max"``. Default: ``"min"`` for ``on="train_loss"``; from
             ``args.greater_is_better`` for ``on="eval"`` (a conflicting explicit value is an error).
-        window: smoothing window. Default: 50 for ``on="train_loss"``, 1 for ``on="eval"``.
         capture_model_loss: record ``outputs.loss`` of training forwards with a model hook. Set
-            False and call :meth:`record_loss` yourself when the loss is computed outside the model.
-        **greedy_kwargs: any other :class:`learnlr.GreedyLR` argument (factor, patience, min_lr,
-            max_lr, reduce, sync_every, ...).
-
-    The scheduler is :attr:`scheduler`; its LR shows up in Trainer's logs as ``learning_rate``.
+            False and call ``trainer.lr_scheduler.record_loss(loss)`` yourself when the loss is
+            computed outside the model.
+        **greedy_kwargs: any other :class:`learnlr.GreedyLR` argument (factor, patience, window,
+            min_lr, max_lr, anneal_fraction, reduce, sync_every, ...). ``total_steps`` defaults to
+            the Trainer's number of training steps and ``warmup_steps`` to
+            ``args.get_warmup_steps(...)``; ``total_steps=None`` is the purely reactive rule (no
+            warmup, no final anneal).
     """
 
     def __init__(
         self,
-        optimizer: Optimizer,
         *,
         on: str = "train_loss",
         mode: str | None = None,
-        window: int | None = None,
         capture_model_loss: bool = True,
         **greedy_kwargs: Any,
     ) -> None:
@@ -131,28 +158,30 @@ class GreedyLRCallback(TrainerCallback):
             raise ValueError(f"on must be one of {_TRIGGERS}, got {on!r}")
         if on == "train_loss" and mode == "max":
             raise ValueError("mode must be 'min' when on='train_loss' (a loss), got 'max'")
+        _check_greedy_kwargs(greedy_kwargs)
         self.on = on
         self.explicit_mode = mode
         self.capture_model_loss = capture_model_loss
-        self.scheduler = TrainerGreedyLR(
-            optimizer,
-            from_recorded_loss=on == "train_loss",
-            mode=mode or "min",
-            window=window if window is not None else (50 if on == "train_loss" else 1),
-            **greedy_kwargs,
-        )
+        self.greedy_kwargs = ({**PER_EVAL, **greedy_kwargs} if on == "eval" else greedy_kwargs)
+        self.scheduler: TrainerGreedyLR | None = None
         self.metric_key: str | None = None
+        self.mode = mode or "min"
         self._hook: Any = None
         self._training = False
 
-    # ------------------------------------------------------------------ public helpers
-    def record_loss(self, loss: torch.Tensor | float) -> None:
-        """Record one micro-batch's training loss (for a ``compute_loss`` outside the model)."""
-        self.scheduler.record_loss(loss)
+    def build_scheduler(self, args: TrainingArguments, optimizer: Optimizer,
+                        num_training_steps: int) -> TrainerGreedyLR:
+        """The scheduler for Trainer's slot (called by ``Trainer.create_scheduler``)."""
+        self.bind_args(args)
+        budget: dict[str, Any] = {"total_steps": num_training_steps}
+        if self.greedy_kwargs.get("total_steps", num_training_steps) is not None:
+            budget["warmup_steps"] = args.get_warmup_steps(num_training_steps)
+        self.scheduler = TrainerGreedyLR(optimizer, on=self.on, mode=self.mode,
+                                         **{**budget, **self.greedy_kwargs})
+        return self.scheduler
 
-    # ------------------------------------------------------------------ Trainer events
-    def on_init_end(self, args: TrainingArguments, state: TrainerState,
-                    control: TrainerControl, **kwargs: Any) -> None:
+    def bind_args(self, args: TrainingArguments) -> None:
+        """Eval mode: the metric key and the direction from ``TrainingArguments``."""
         if self.on != "eval":
             return
         metric = args.metric_for_best_model
@@ -168,16 +197,21 @@ class GreedyLRCallback(TrainerCallback):
                 f"mode={self.explicit_mode!r} contradicts greater_is_better="
                 f"{args.greater_is_better!r} for metric_for_best_model={metric!r}"
             )
-        controller = self.scheduler.controller
-        if controller.config.mode != wanted and controller.num_calls == 0:
-            # The direction is only known now; nothing has been decided yet, so rebuild.
-            self.scheduler.controller = GreedyController(
-                replace(controller.config, mode=wanted),
-                controller.initial_lrs, controller.min_lrs, controller.max_lrs,
-            )
+        self.mode = wanted
+
+    # ------------------------------------------------------------------ Trainer events
+    def on_init_end(self, args: TrainingArguments, state: TrainerState,
+                    control: TrainerControl, **kwargs: Any) -> None:
+        self.bind_args(args)  # fail at Trainer(...) rather than at train()
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState,
-                       control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
+                       control: TrainerControl, model: Any = None, lr_scheduler: Any = None,
+                       **kwargs: Any) -> None:
+        # Ours never built (Trainer made its own), or another torch scheduler in the slot. A
+        # non-torch object there is a wrapper around ours (DeepSpeed's), not a rival.
+        rival = isinstance(lr_scheduler, LRScheduler) and lr_scheduler is not self.scheduler
+        if self.scheduler is None or rival:
+            raise ValueError(_not_installed_message(args, lr_scheduler))
         self._training = True
         if self.on == "train_loss" and self.capture_model_loss and model is not None:
             self._remove_hook()
@@ -197,7 +231,7 @@ class GreedyLRCallback(TrainerCallback):
                 f"metric_for_best_model={self.metric_key!r} is not among the evaluation metrics "
                 f"{sorted(metrics)}; return it from compute_metrics or change metric_for_best_model"
             )
-        self.scheduler.step(metrics[self.metric_key])
+        self.scheduler.decide(metrics[self.metric_key])
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState,
                      control: TrainerControl, **kwargs: Any) -> None:
@@ -216,3 +250,101 @@ class GreedyLRCallback(TrainerCallback):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+
+
+def _check_greedy_kwargs(greedy_kwargs: dict[str, Any]) -> None:
+    """Fail at construction, not at train(): unknown names and every value that can be checked
+    without the optimizer (a large example budget stands in for the Trainer's)."""
+    accepted = inspect.signature(GreedyLR.__init__).parameters
+    for name in greedy_kwargs:
+        if name not in accepted or name in ("self", "optimizer", "renamed"):
+            _reject_renamed({name: greedy_kwargs[name]})  # a TypeError naming it (and warmup=)
+    subset = {k: v for k, v in greedy_kwargs.items() if k in _RESOLVED_KEYS}
+    resolve(**{"total_steps": 10**9, **subset})
+
+
+def _not_installed_message(args: TrainingArguments, lr_scheduler: Any) -> str:
+    running = type(lr_scheduler).__name__
+    if running == "LambdaLR":
+        kind = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        running += f" (lr_scheduler_type={kind!r})"
+    return (
+        f"GreedyLRCallback is in Trainer's callbacks but Trainer's scheduler is {running}, which "
+        "would run instead of GreedyLR. Install GreedyLR with "
+        "`trainer = learnlr.integrations.transformers.use_greedy_lr(trainer)` before "
+        "trainer.train() (it keeps Trainer's optimizer and takes max_steps and warmup_steps from "
+        "TrainingArguments), and do not pass a scheduler in optimizers=(opt, scheduler)."
+    )
+
+
+class _GreedyLRScheduling:
+    """Mixed in before the Trainer's class by :func:`use_greedy_lr`."""
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Optimizer | None = None):
+        if self.lr_scheduler is None:
+            callback = _find_callback(self)
+            self.lr_scheduler = callback.build_scheduler(
+                self.args, optimizer if optimizer is not None else self.optimizer,
+                num_training_steps,
+            )
+            # Trainer rebuilds a scheduler it created at the next train() (resume, a new budget).
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+
+_SUBCLASSES: dict[type, type] = {}
+
+
+def _find_callback(trainer: Trainer) -> GreedyLRCallback:
+    found = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GreedyLRCallback)]
+    if len(found) != 1:
+        raise ValueError(f"the Trainer must hold exactly one GreedyLRCallback, found {len(found)}")
+    return found[0]
+
+
+def use_greedy_lr(trainer: Trainer, **callback_kwargs: Any) -> Trainer:
+    """Make ``trainer`` schedule its own optimizer with GreedyLR; returns the same Trainer.
+
+    Args:
+        trainer: any ``transformers.Trainer`` (subclasses such as TRL's included).
+        **callback_kwargs: :class:`GreedyLRCallback` arguments (``on="eval"``, ``factor=``, ...).
+            Leave them out if ``callbacks=[GreedyLRCallback(...)]`` was already passed to Trainer.
+
+    ``total_steps`` is the Trainer's number of training steps and ``warmup_steps`` comes from
+    ``TrainingArguments``; the optimizer is the one Trainer builds (``optim=``, weight decay
+    groups) or the one passed in ``optimizers=(opt, None)``. After ``train()`` starts the scheduler
+    is ``trainer.lr_scheduler``.
+
+    Example::
+
+        trainer = use_greedy_lr(Trainer(model, args, train_dataset=ds))
+        trainer.train()
+    """
+    if not isinstance(trainer, Trainer):
+        raise ValueError(f"trainer must be a transformers.Trainer, got {type(trainer).__name__}")
+    found = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GreedyLRCallback)]
+    if found and callback_kwargs:
+        raise ValueError(
+            f"the Trainer already holds a GreedyLRCallback; pass its arguments there, not to "
+            f"use_greedy_lr (got {sorted(callback_kwargs)})"
+        )
+    # A scheduler Trainer created itself (a train() that stopped at our error) is rebuilt anyway.
+    passed_in = not getattr(trainer, "_created_lr_scheduler", False)
+    if trainer.lr_scheduler is not None and passed_in and not isinstance(
+        trainer.lr_scheduler, TrainerGreedyLR
+    ):
+        raise ValueError(
+            f"optimizers=(optimizer, {type(trainer.lr_scheduler).__name__}) already sets a "
+            "scheduler; pass optimizers=(optimizer, None) so GreedyLR can take the slot"
+        )
+    callback = found[0] if found else GreedyLRCallback(**callback_kwargs)
+    callback.bind_args(trainer.args)
+    if not found:
+        trainer.add_callback(callback)
+    cls = type(trainer)
+    if not issubclass(cls, _GreedyLRScheduling):
+        # A subclass, not a patched method: copy.copy(trainer) (DeepSpeed) keeps the override.
+        if cls not in _SUBCLASSES:
+            _SUBCLASSES[cls] = type(f"GreedyLR{cls.__name__}", (_GreedyLRScheduling, cls), {})
+        trainer.__class__ = _SUBCLASSES[cls]
+    return trainer

@@ -198,7 +198,10 @@ class GreedyLR(LRScheduler):
                 "GreedyLR.step() needs the metric: call sched.step(loss) once per optimizer step "
                 "(training loss) or sched.step(val_metric) once per evaluation. ChainedScheduler "
                 "and SequentialLR cannot pass one: for a warmup use GreedyLR(opt, "
-                "total_steps=N, warmup_steps=W) instead"
+                "total_steps=N, warmup_steps=W) instead. PyTorch Lightning steps a bare "
+                "scheduler without the metric: return {'optimizer': opt, 'lr_scheduler': "
+                "lr_scheduler_config(self, opt)} (learnlr.integrations.lightning). HF Trainer: "
+                "trainer = use_greedy_lr(trainer) (learnlr.integrations.transformers)"
             )
         self.last_epoch += 1
         self._step_count += 1
