@@ -19,6 +19,10 @@ import pytest
 from bench_toy_workload import CALL_LOG_ENV, TOY_PLUGIN
 from test_bench_resume import _count
 
+from learnlr.bench.backends import InProcessExecutor
+from learnlr.bench.benchmark import BenchPlan, Progress, _Run
+from learnlr.bench.leases import Owner
+from learnlr.bench.runner import CellConfig
 from learnlr.bench.store import ExperimentStore
 
 SLOW = ["bench", "--suite", "tiny", "--plugin", TOY_PLUGIN, "--workloads", "toy-logreg-slow",
@@ -89,3 +93,31 @@ def test_two_processes_on_one_folder_split_the_cells(tmp_path, toy_env):
     assert set(by_pid) == {str(p.pid) for p in procs}, by_pid  # ...and both did some.
     for proc, (stdout, _) in zip(procs, outputs, strict=True):
         assert f"{by_pid[str(proc.pid)]} cells computed here" in stdout
+
+
+class _RacedExecutor(InProcessExecutor):
+    """Runs each cell for real, but another connection stores it first (a stale claim taken
+    over: both processes computed it, and the first to store wins)."""
+
+    def __init__(self, store_path, plugins) -> None:
+        super().__init__(plugins)
+        self._store_path = store_path
+
+    def wait(self, timeout: float) -> list:
+        results = super().wait(timeout)
+        with ExperimentStore(self._store_path) as other:
+            for result in results:
+                other.write_cell(result, suite="tiny", purpose="main")
+        return results
+
+
+def test_a_cell_stored_first_elsewhere_counts_as_theirs(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    config = CellConfig("toy-logreg", "sgd", "cosine", 0, 0.1, 30, 10)
+    plan = BenchPlan()
+    with ExperimentStore(path) as store:
+        run = _Run(store, _RacedExecutor(path, [TOY_PLUGIN]), Owner.current(), "tiny",
+                   Progress(), plan)
+        run.run([config], "cells", "main")
+        assert store.count_cells() == 1 and store.claims() == []
+    assert (plan.computed, plan.by_others) == (0, 1)

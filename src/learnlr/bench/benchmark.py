@@ -108,11 +108,14 @@ class _Run:
                     self.executor.submit(config)
             if running:
                 for result in self.executor.wait(timeout=POLL_S):
-                    self.store.write_cell(result, suite=self.suite, purpose=purpose)
+                    # False: another process stored it first (it took over a stale claim).
+                    stored_here = self.store.write_cell(result, suite=self.suite,
+                                                        purpose=purpose)
                     running.discard(result.config.hash)
                     del remaining[result.config.hash]
-                    self.plan.computed += 1
-                    self.progress.advance(result.config)
+                    self.plan.computed += stored_here
+                    self.plan.by_others += not stored_here
+                    self.progress.advance(result.config, elsewhere=not stored_here)
             else:  # every remaining cell is claimed by another live process
                 time.sleep(POLL_S)
             for h in self.store.finished_hashes() & (remaining.keys() - running):
