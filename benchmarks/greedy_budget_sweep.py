@@ -54,7 +54,28 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "f90_a25_thr1": {"factor": 0.9, "adaptation": 0.25, "thr_per_stable": 1.0},
     "f90_a25_thr03": {"factor": 0.9, "adaptation": 0.25, "thr_per_stable": 0.3},
     "f90_a25_max3": {"factor": 0.9, "adaptation": 0.25, "max_ratio": 3.0},
+    # Ratchet: a decrease lowers max_lr to the LR it was made at, so GreedyLR never climbs
+    # back above an LR where the loss stalled (the loss drop that follows a decrease otherwise
+    # reads as "improving" and pulls the LR back up).
+    "f90_a50_ratchet": {"factor": 0.9, "adaptation": 0.5, "ratchet": True},
+    "f90_a25_ratchet": {"factor": 0.9, "adaptation": 0.25, "ratchet": True},
 }
+
+
+class _Ratchet:
+    """Wraps a controller's apply(): a DECREASE lowers max_lrs to the LRs before it."""
+
+    def __init__(self, controller: Any) -> None:
+        self.controller, self.apply = controller, controller.apply
+        controller.apply = self
+
+    def __call__(self, decision: int, lrs: Any = None) -> int:
+        before = list(self.controller.lrs if lrs is None else lrs)
+        taken = self.apply(decision, lrs)
+        if taken == -1:  # DECREASE
+            c = self.controller
+            c.max_lrs = [min(hi, max(lo, b)) for hi, lo, b in zip(c.max_lrs, c.min_lrs, before)]
+        return taken
 
 
 def _builder(kwargs: dict[str, Any]) -> registry.Builder:
@@ -69,8 +90,11 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
         for key, bound in (("min_ratio", "min_lr"), ("max_ratio", "max_lr")):
             if key in kw:
                 kw[bound] = kw.pop(key) * ctx.base_lr
+        ratchet = kw.pop("ratchet", False)
         opt = registry.make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
         sched = GreedyLR(opt, total_steps=ctx.budget_steps, warmup_steps=warmup, **kw)
+        if ratchet:
+            _Ratchet(sched.controller)
         return registry.TrainingHooks(opt, sched, step_on="step_loss")
 
     return build

@@ -1,56 +1,107 @@
 """The ``learnlr`` command line.
 
-Each area registers its own sub-commands (``register(subparsers)`` in ``learnlr.<area>.cli``), so
-this file only dispatches. Exit codes: 0 success, 2 bad usage (unknown names, malformed options).
+Each area registers its own sub-commands (``register(subparsers)`` in ``learnlr.<area>.cli``),
+and this file only dispatches. The table below names every command, so ``learnlr --help`` lists
+them all without importing any area (it stays fast and shows commands whose extra is missing);
+only the area of the command being run is imported. A command whose optional extra is missing
+exits 2 with one line that names the ``pip install`` to run.
+
+Exit codes: 0 success, 2 bad usage (unknown names, malformed options, a missing extra).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-# Areas whose CLI modules add sub-commands; an area whose optional extra is missing is skipped
-# (its commands then do not appear in --help) rather than breaking the whole CLI.
-_AREAS = ("learnlr.demo", "learnlr.bench.cli", "learnlr.nmf.cli", "learnlr.rl.cli")
+from learnlr import __version__
 
+USAGE_ERROR = 2
 
-def positive_int(text: str) -> int:
-    """argparse ``type=`` for options that take an integer >= 1 (argparse names the option)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+# Modules whose absence means the extra is not installed (one per extra is enough to tell).
+_EXTRA_MODULES = {
+    "bench": ("sklearn", "rich", "matplotlib"),
+    "rl": ("gymnasium", "stable_baselines3", "safetensors"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class Command:
+    """A top-level sub-command: the module that registers it and the extras it needs."""
+
+    name: str
+    module: str
+    help: str
+    extras: tuple[str, ...]
+
+
+COMMANDS = (
+    Command("demo", "learnlr.demo", "GreedyLR vs a constant LR on sklearn digits (seconds)",
+            ("bench",)),
+    Command("bench", "learnlr.bench.cli",
+            "run every schedule side by side (tune base LRs, train, report)", ("bench",)),
+    Command("report", "learnlr.bench.cli",
+            "rebuild report.md, summary.json and plots from DIR/runs.sqlite", ("bench",)),
+    Command("list", "learnlr.bench.cli", "list workloads, optimizers, schedules, suites",
+            ("bench",)),
+    Command("nmf", "learnlr.nmf.cli", "stochastic NMF with a learning-rate stability bound",
+            ("bench",)),
+    Command("rl", "learnlr.rl.cli", "train / evaluate RL learning-rate policies", ("rl", "bench")),
+)
+
+
+class MissingExtra(Exception):
+    """A command's optional dependencies are not installed (the message says what to install)."""
+
+
+def _check_extras(command: Command) -> None:
+    for extra in command.extras:
+        missing = [m for m in _EXTRA_MODULES[extra] if importlib.util.find_spec(m) is None]
+        if missing:
+            raise MissingExtra(f"'learnlr {command.name}' needs the {extra} extra (module "
+                               f"{missing[0]!r} is missing): pip install \"learnlr[{extra}]\"")
+
+
+def _command_of(argv: Sequence[str]) -> Command | None:
+    # The top-level parser has only -h/--version, so the first word is the command.
+    first = next(iter(argv), "")
+    return next((c for c in COMMANDS if c.name == first), None)
+
+
+def build_parser(command: Command | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command``'s area is imported and registers its real sub-parsers, every
+    other command is a stub that only shows its help line."""
     parser = argparse.ArgumentParser(
         prog="learnlr",
         description="Learned learning-rate schedules: GreedyLR, NMF stability bounds, "
         "RL-learned schedules and a side-by-side schedule benchmark.",
     )
+    parser.add_argument("--version", action="version", version=f"learnlr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in _AREAS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # Only tolerate a missing *third-party* extra, never a broken learnlr module.
-            if exc.name and exc.name.startswith("learnlr"):
-                if exc.name == name:
-                    continue
-                raise
+    loaded = None
+    for entry in COMMANDS:
+        if command is not None and entry.module == command.module:
+            if loaded is None:
+                _check_extras(command)
+                importlib.import_module(command.module).register(sub)
+                loaded = command.module
             continue
-        module.register(sub)
+        sub.add_parser(entry.name, help=entry.help, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(_command_of(argv))
+    except MissingExtra as exc:
+        print(f"learnlr: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from learnlr.cli_args import positive_float, positive_int
 from learnlr.torch.greedy import GreedyLR
 
 
@@ -89,7 +90,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="GreedyLR vs a constant LR on sklearn digits (seconds)")
-    p.add_argument("--lr", type=float, default=1e-3, help="deliberately small starting LR")
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--lr", type=positive_float, default=1e-3,
+                   help="deliberately small starting LR")
+    p.add_argument("--steps", type=positive_int, default=600)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run)

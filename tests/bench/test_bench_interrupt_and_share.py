@@ -22,7 +22,7 @@ from test_bench_resume import _count
 from learnlr.bench.backends import InProcessExecutor
 from learnlr.bench.benchmark import BenchPlan, Progress, _Run
 from learnlr.bench.leases import Owner
-from learnlr.bench.runner import CellConfig
+from learnlr.bench.records import CellConfig
 from learnlr.bench.store import ExperimentStore
 
 SLOW = ["bench", "--suite", "tiny", "--plugin", TOY_PLUGIN, "--workloads", "toy-logreg-slow",

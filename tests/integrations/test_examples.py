@@ -37,3 +37,10 @@ def test_hf_trainer_example(tmp_path):
 def test_lightning_example():
     lr = load("lightning_fit").main(seed=0, epochs=1)
     assert lr != 1e-3
+
+
+def test_quickstart_rescues_a_10x_too_small_lr_on_held_out_data():
+    quick = load("quickstart")
+    greedy = quick.main(lr=1e-4, schedule="greedy", epochs=10)
+    constant = quick.main(lr=1e-4, schedule="constant", epochs=10)
+    assert math.isfinite(greedy) and greedy < 0.5 * constant

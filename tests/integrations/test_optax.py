@@ -141,3 +141,72 @@ def test_update_requires_the_value():
     tx = greedy_lr()
     with pytest.raises(TypeError, match="value"):
         tx.update(PARAMS, tx.init(PARAMS))
+
+
+BUDGET_CONFIGS = [
+    {"total_steps": 300, "warmup_steps": 20, "window": 3, "patience": 2, "factor": 0.8},
+    {"total_steps": 300, "anneal_fraction": 0.3, "window": 1, "patience": 0, "factor": 0.9,
+     "keep_increasing": 2},
+    {"total_steps": 300, "warmup_steps": 50, "reset_after": 2, "keep_decreasing": 1},  # derived
+    {"total_steps": 250, "warmup_steps": 10, "mode": "max", "window": 4, "patience": 1},  # past it
+]
+
+
+@pytest.mark.parametrize("kwargs", BUDGET_CONFIGS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_budget_mode_matches_the_torch_class_under_jit(kwargs, seed):
+    """Same decisions and stable LR as torch GreedyLR(total_steps=...), and updates scaled by
+    scale x envelope(update index) (torch applies the same stable LR one update later)."""
+    metrics = metric_sequence(seed)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = GreedyLR(opt, **kwargs)
+    budget = sched.budget
+    tx = greedy_lr(**kwargs)
+    update = jax.jit(tx.update)
+    state = tx.init(PARAMS)
+    moves = 0
+    for t, m in enumerate(metrics):
+        sched.step(m)
+        updates, state = update(PARAMS | {"w": jnp.ones(3)}, state, value=jnp.float32(m))
+        c = sched.controller
+        assert (int(state.num_good), int(state.num_bad), int(state.decreases_left),
+                int(state.increases_left), int(state.min_attempts), int(state.num_resets)) == (
+            c.num_good, c.num_bad, c.decreases_left, c.increases_left, c.min_attempts, c.num_resets)
+        stable = sched.stable_lrs[0]
+        assert float(state.scale) == pytest.approx(stable, rel=1e-4)
+        assert float(updates["w"][0]) == pytest.approx(stable * budget.multiplier(t), rel=1e-4,
+                                                       abs=1e-7)
+        moves += int(state.decision) != HOLD
+        if t < budget.warmup_steps:
+            assert int(state.decision) == HOLD  # warmup values are not observed
+    assert moves > 10
+    assert int(state.num_calls) == len(metrics)
+
+
+def test_budget_mode_takes_no_increase_inside_the_anneal():
+    total = 40
+    tx = greedy_lr(total_steps=total, window=1, patience=0, factor=0.9, anneal_fraction=0.25)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = GreedyLR(opt, total_steps=total, window=1, patience=0, factor=0.9,
+                     anneal_fraction=0.25)
+    update = jax.jit(tx.update)
+    state = tx.init(PARAMS)
+    decisions = []
+    for t in range(total):  # a loss that always improves: every call wants an increase
+        sched.step(10.0 - 0.1 * t)
+        _, state = update(PARAMS, state, value=jnp.float32(10.0 - 0.1 * t))
+        decisions.append(int(state.decision))
+        assert float(state.scale) == pytest.approx(sched.stable_lrs[0], rel=1e-5)
+    start = sched.budget.anneal_start
+    assert set(decisions[start - 1:]) == {HOLD} and INCREASE in decisions[:start - 1]
+
+
+def test_budget_arguments_are_validated_like_the_torch_class():
+    for kwargs, name in (({"total_steps": 0}, "total_steps"),
+                         ({"total_steps": 10, "warmup_steps": -1}, "warmup_steps"),
+                         ({"warmup_steps": 5}, "warmup_steps"),
+                         ({"total_steps": 10, "anneal_fraction": 2.0}, "anneal_fraction")):
+        with pytest.raises(ValueError, match=name):
+            greedy_lr(**kwargs)
+        with pytest.raises(ValueError, match=name):
+            GreedyLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), **kwargs)

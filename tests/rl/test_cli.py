@@ -37,6 +37,9 @@ def test_rl_eval_prints_a_summary_and_writes_plots(tmp_path, capsys):
     assert set(summary["median_steps"]) >= {"rl", "step", "cosine", "greedy", "constant"}
     assert (tmp_path / "rl_vs_handmade_instance0.png").stat().st_size > 1000
     assert (tmp_path / "rl_ratio_histogram.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert "median steps" in printed and "best single step-decay configuration" in printed
+    assert not printed.lstrip().startswith("{")  # a table, not raw JSON
 
 
 def test_rl_eval_with_a_missing_policy_is_a_usage_error(tmp_path, capsys):

@@ -80,16 +80,21 @@ def test_area_reward_sums_to_the_mean_log_improvement_of_the_run():
     assert total > 0
 
 
-def test_a_benchmark_workload_name_builds_the_workload_env():
+def test_make_env_builds_the_workload_env_for_a_benchmark_workload_name():
+    from learnlr.rl import make_env
     from learnlr.rl.workload_env import WorkloadLRControlEnv
 
-    env = LRControlEnv("digits-cnn", seed=0, optimizers="sgd", suite="tiny", budget_steps=20)
+    env = make_env("digits-cnn", seed=0, optimizers="sgd", suite="tiny", budget_steps=20)
     assert type(env) is WorkloadLRControlEnv
     assert env.workloads == ("digits-cnn",) and env.optimizers == ("sgd",)
     check_env(env, skip_render_check=True)
     obs, _ = env.reset(seed=1)
     assert obs.shape == (len(FEATURE_NAMES),)
+    assert type(make_env("nmf", seed=0, budget_steps=40)) is LRControlEnv
     assert type(LRControlEnv("nmf", seed=0, budget_steps=40)) is LRControlEnv
+    # The class itself never returns another class: it points to the factory instead.
+    with pytest.raises(ValueError, match=r"workload must be one of \['nmf'\].*make_env"):
+        LRControlEnv("digits-cnn", seed=0)
 
 
 def test_lr_is_clipped_to_the_stability_bound():

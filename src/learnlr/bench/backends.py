@@ -25,7 +25,8 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from learnlr.bench.runner import CellConfig, CellResult, run_cell
+from learnlr.bench.records import CellConfig, CellResult
+from learnlr.bench.runner import run_cell
 
 BACKENDS = ("local", "ray")
 

@@ -23,10 +23,11 @@ from typing import Any
 
 from learnlr.bench.backends import Executor, open_executor
 from learnlr.bench.leases import Heartbeat, Owner
-from learnlr.bench.runner import CellConfig, load_workloads
+from learnlr.bench.records import CellConfig
 from learnlr.bench.schedules import SCHEDULES, schedule_fingerprint
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore
 from learnlr.bench.suites import TUNING_SEED, Suite
+from learnlr.bench.workloads import load_workloads
 
 POLL_S = 1.0
 """How often a process with nothing to run looks for cells finished (or freed) by others."""

@@ -19,10 +19,12 @@ from typing import Any
 
 from learnlr.bench.backends import BACKENDS, default_workers
 from learnlr.bench.benchmark import BenchRequest, Progress, run_benchmark, workload_budget
-from learnlr.bench.runner import CellConfig, load_workloads
+from learnlr.bench.records import CellConfig
 from learnlr.bench.schedules import OPTIMIZERS, SCHEDULES, expand_schedule_names
 from learnlr.bench.store import STORE_FILENAME, StoreError
 from learnlr.bench.suites import SUITES
+from learnlr.bench.workloads import load_workloads
+from learnlr.cli_args import positive_int
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
@@ -35,20 +37,6 @@ class UsageError(Exception):
 def _names(value: str) -> list[str]:
     """Accept both ``--schedules a b`` and ``--schedules a,b``."""
     return [v for v in value.split(",") if v]
-
-
-def _positive_int(option: str):  # noqa: ANN202 - argparse type factory
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{option} must be an integer >= 1, got {value!r}") from None
-        if number < 1:
-            raise argparse.ArgumentTypeError(f"{option} must be an integer >= 1, got {value!r}")
-        return number
-
-    return parse
 
 
 def _flatten(groups: list[list[str]] | None) -> list[str] | None:
@@ -392,9 +380,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="only these schedules (aliases: sgd_hd, adam_hd, hd, greedy)")
     bench.add_argument("--optimizers", nargs="+", type=_names, metavar="NAME",
                        help=f"only these optimizer columns ({', '.join(OPTIMIZERS)})")
-    bench.add_argument("--seeds", type=_positive_int("--seeds"), metavar="N",
+    bench.add_argument("--seeds", type=positive_int, metavar="N",
                        help="seeds 0..N-1 (default: the suite's)")
-    bench.add_argument("--workers", type=_positive_int("--workers"), metavar="N",
+    bench.add_argument("--workers", type=positive_int, metavar="N",
                        help="parallel worker processes (default: one per CPU core)")
     bench.add_argument("--backend", choices=BACKENDS, default="local",
                        help="local process pool or Ray tasks (extra learnlr[ray])")

@@ -2,20 +2,22 @@
 
 One colour per schedule everywhere (:func:`schedule_colour`), so a schedule is recognisable
 from plot to plot; GreedyLR is drawn solid and thick, fixed schedules dashed, the rest dotted.
-Figures use matplotlib's object API (never pyplot or ``matplotlib.use``, which would switch a
-caller's backend); every plot goes through :func:`save_figure`.
+Figures come from :mod:`learnlr.plotting` (matplotlib's object API; never pyplot or
+``matplotlib.use``) and are written by its ``save_figure``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from learnlr.bench.schedules import SCHEDULES
 from learnlr.bench.store import ExperimentStore, Trajectory
 from learnlr.bench.summary import GREEDY_SCHEDULES, R_MAX
+from learnlr.plotting import new_figure, save_figure
 
 PLOT_FILENAMES = ("lr_schedules.png", "loss_histories.png", "performance_profiles.png")
 
@@ -39,19 +41,6 @@ def _style(name: str) -> dict[str, Any]:
     greedy = name in GREEDY_SCHEDULES
     return {"color": schedule_colour(name), "lw": 2.2 if greedy else 1.2,
             "ls": "-" if greedy else ("--" if kind == "fixed" else ":")}
-
-
-def _figure(nrows: int, ncols: int, figsize: tuple[float, float]) -> tuple[Any, Any]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(nrows, ncols, squeeze=False)
-
-
-def save_figure(fig: Any, path: Path) -> Path:
-    """Write ``fig``; ``bbox_inches="tight"`` keeps the legend below the panels in the image."""
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
 
 
 Panels = dict[tuple[str, str], dict[str, Trajectory]]
@@ -86,46 +75,55 @@ def track_plot_names(scale: float) -> tuple[str, str]:
     return (f"lr_schedules_x{scale:g}.png", f"loss_histories_x{scale:g}.png")
 
 
-def _grid(n: int) -> tuple[Any, list[Any]]:
+def _grid(n: int, n_names: int) -> tuple[Any, list[Any], Any]:
+    """``n`` panels, at most 4 a row, and a full-width row below them for the legend (an axes,
+    so the layout leaves room for it)."""
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig, axes = _figure(rows, cols, figsize=(3.4 * cols, 2.6 * rows))
-    flat = [ax for row in axes for ax in row]
+    legend_rows = math.ceil(n_names / _legend_columns(cols))
+    fig, axes = new_figure(rows + 1, cols, figsize=(3.4 * cols, 2.6 * rows + 0.3 * legend_rows),
+                           squeeze=False, height_ratios=[1] * rows + [0.12 * legend_rows])
+    for ax in axes[-1]:
+        ax.remove()
+    legend_ax = fig.add_subplot(axes[0][0].get_gridspec()[-1, :])
+    legend_ax.axis("off")
+    flat = [ax for row in axes[:-1] for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)
-    return fig, flat[:n]
+    return fig, flat[:n], legend_ax
 
 
-def _legend(fig: Any, names: Sequence[str]) -> None:
+def _legend_columns(panel_columns: int) -> int:
+    return min(6, 2 * panel_columns)  # what fits under that many panels
+
+
+def _legend(ax: Any, names: set[str], panel_columns: int) -> None:
     from matplotlib.lines import Line2D
 
-    ordered = [s for s in (*GREEDY_SCHEDULES, *SCHEDULES) if s in names]
-    ordered += sorted(set(names) - set(ordered))
-    handles = [Line2D([], [], **_style(s)) for s in dict.fromkeys(ordered)]
-    fig.legend(handles, list(dict.fromkeys(ordered)), loc="lower center", fontsize=7,
-               ncol=min(6, len(handles)), bbox_to_anchor=(0.5, -0.02), frameon=False)
+    ordered = [s for s in dict.fromkeys((*GREEDY_SCHEDULES, *SCHEDULES)) if s in names]
+    ordered += sorted(names - set(ordered))
+    ax.legend([Line2D([], [], **_style(s)) for s in ordered], ordered, loc="center",
+              fontsize=7, ncol=min(_legend_columns(panel_columns), len(ordered)), frameon=False)
 
 
 def _small_multiples(panels: Panels, flat: set[str], title: str,
                      draw: Any, ylabel: str) -> Any:
-    fig, axes = _grid(len(panels))
-    names: set[str] = set()
+    names = {name for runs in panels.values() for name in runs}
+    fig, axes, legend_ax = _grid(len(panels), len(names))
     for ax, ((workload, optimizer), runs) in zip(axes, panels.items(), strict=True):
         for name in sorted(runs, key=lambda s: s in GREEDY_SCHEDULES):  # GreedyLR on top
             draw(ax, runs[name], _style(name))
-            names.add(name)
         never = sorted(s for s, t in runs.items() if t.hash in flat)
         ax.set_title(f"{workload} / {optimizer}", fontsize=8)
         if never:
-            ax.text(0.02, 0.02, "LR never changed: " + ", ".join(never), fontsize=6,
-                    transform=ax.transAxes, color="#a00")
+            ax.text(0.02, 0.02, textwrap.fill("LR never changed: " + ", ".join(never), 45),
+                    fontsize=6, transform=ax.transAxes, color="#a00")
         ax.set_yscale("log")
         ax.tick_params(which="both", labelsize=6)
         ax.set_xlabel("optimizer step", fontsize=7)
         ax.set_ylabel(ylabel, fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    _legend(fig, sorted(names))
+    _legend(legend_ax, names, min(4, len(panels)))
     return fig
 
 
@@ -140,9 +138,9 @@ def _draw_val(ax: Any, t: Trajectory, style: dict[str, Any]) -> None:
 
 
 def _profiles(profiles: Mapping[str, Any]) -> Any:
-    fig, axes = _figure(1, 2, figsize=(11, 4.5))
+    fig, axes = new_figure(1, 2, figsize=(11, 4.5))
     for ax, (kind, title) in zip(
-        axes[0], (("steps_to_target", "steps-to-target ratio"), ("final_loss", "final val loss ratio")),
+        axes, (("steps_to_target", "steps-to-target ratio"), ("final_loss", "final val loss ratio")),
         strict=True,
     ):
         for name in profiles[kind]:
@@ -155,7 +153,6 @@ def _profiles(profiles: Mapping[str, Any]) -> Any:
         ax.set_ylabel("fraction of (workload, optimizer, seed) groups")
         ax.set_title(f"performance profile: {title}")
         ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
     return fig
 
 

@@ -95,7 +95,7 @@ def headline_markdown(summary: dict[str, Any]) -> str:
 
 
 def _workload_provenance(names: set[str], plugins: Sequence[str]) -> dict[str, str]:
-    from learnlr.bench.runner import load_workloads
+    from learnlr.bench.workloads import load_workloads
 
     try:
         registry = load_workloads(plugins)

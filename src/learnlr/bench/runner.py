@@ -3,7 +3,8 @@
 The runner owns the loop, seeding, timing and evaluation (AlgoPerf's split); the workload owns
 data, model, loss and metric. Everything is a function of the cell's config, so the same config
 gives the same numbers in any process (local pool or Ray worker): each run pins torch to one
-thread and seeds torch, numpy and ``random`` from the cell's seed.
+thread and seeds torch, numpy and ``random`` from the cell's seed (:class:`RunRNG`: the
+caller's global RNG states are restored afterwards).
 
 Example::
 
@@ -11,156 +12,231 @@ Example::
                         budget_steps=300, eval_every=30)
     result = run_cell(config)
     result.summary["final_val_loss"], result.trajectory_lr[:3]
+
+The loop itself is :class:`TrainingRun` (a generator of optimizer steps), which the RL workload
+environment drives too, so a policy sees exactly the runs the benchmark measures. Cell configs
+and results are the torch-free records of :mod:`learnlr.bench.records` (re-exported here).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import json
 import math
 import random
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from learnlr.bench.schedules import build_schedule, effective_lr
+from learnlr.bench.records import (
+    BUDGET_FRACTIONS,
+    HARNESS_VERSION,
+    CellConfig,
+    CellResult,
+    config_hash,
+)
+from learnlr.bench.schedules import TrainingHooks, build_schedule, effective_lr
+from learnlr.bench.workloads import load_workloads, shared_workload
 from learnlr.bench.workloads.base import Workload
 
-# Bump when a change to the loop or to a schedule's settings in schedules.py makes old stored
-# cells incomparable: it is part of every config hash, so old cells are then not reused.
-HARNESS_VERSION = 2  # 2: greedy_step is budget-aware (GreedyLR(total_steps=budget))
-BUDGET_FRACTIONS = (0.1, 0.5, 1.0)
+__all__ = [
+    "BUDGET_FRACTIONS", "HARNESS_VERSION", "CellConfig", "CellResult", "RunRNG", "StepOutcome",
+    "TrainingRun", "config_hash", "get_workload_instance", "load_workloads", "run_cell",
+]
+
+# The lookup lives with the workloads; this name is kept for callers of the runner.
+get_workload_instance = shared_workload
 
 
-@dataclass(frozen=True)
-class CellConfig:
-    """Everything that determines a cell's numbers (all of it goes into the config hash)."""
+class RunRNG:
+    """The global RNG states (``random``, numpy, torch CPU) of one run, seeded from its seed.
 
-    workload: str
-    optimizer: str
-    schedule: str
-    seed: int
-    base_lr: float
-    budget_steps: int
-    eval_every: int
-    fingerprint: str = ""
-    """Digest of files the schedule reads (``schedules.schedule_fingerprint``; ``""``: none)."""
-    lr_scale: float = 1.0
-    """LR track: the run uses ``base_lr * lr_scale`` (0.1 / 10: a base LR 10x too small / large)."""
-
-    @property
-    def lr(self) -> float:
-        """The LR the schedule starts from: the tuned base LR times the track's scale."""
-        return self.base_lr * self.lr_scale
-
-    def to_json(self) -> dict[str, Any]:
-        """The config as a JSON-able dict, including the harness version.
-
-        An empty ``fingerprint`` and an ``lr_scale`` of 1 are left out, so cells keep the hashes
-        they had before those fields existed.
-        """
-        data = {**asdict(self), "harness": HARNESS_VERSION}
-        if not self.fingerprint:
-            del data["fingerprint"]
-        if self.lr_scale == 1.0:  # the tuned track keeps the hashes it had before tracks existed
-            del data["lr_scale"]
-        return data
-
-    @property
-    def hash(self) -> str:
-        """sha256 of the canonical JSON of :meth:`to_json` (sorted keys, no spaces)."""
-        return config_hash(self.to_json())
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CellConfig:
-        """Inverse of :meth:`to_json` (the harness version is dropped)."""
-        return cls(
-            workload=str(data["workload"]),
-            optimizer=str(data["optimizer"]),
-            schedule=str(data["schedule"]),
-            seed=int(data["seed"]),
-            base_lr=float(data["base_lr"]),
-            budget_steps=int(data["budget_steps"]),
-            eval_every=int(data["eval_every"]),
-            fingerprint=str(data.get("fingerprint", "")),
-            lr_scale=float(data.get("lr_scale", 1.0)),
-        )
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """sha256 hex digest of the canonical JSON of ``config``."""
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-@dataclass
-class CellResult:
-    """What one run produced: scalar measures, per-step trajectory and the eval history."""
-
-    config: CellConfig
-    summary: dict[str, Any]
-    trajectory_lr: list[float | None] = field(default_factory=list)
-    trajectory_train_loss: list[float | None] = field(default_factory=list)
-    evals: list[dict[str, Any]] = field(default_factory=list)
-
-
-def load_workloads(plugins: Iterable[str] = ()) -> dict[str, Any]:
-    """Name -> workload class or instance, from the built-in registry and plugin modules.
-
-    A plugin is an importable module that defines ``WORKLOADS: dict[str, type[Workload]]``;
-    it lets users (and the tests) benchmark their own workloads with the same harness.
+    A run's code executes inside :meth:`active`, which swaps the run's states in and the
+    caller's back out, so a run sees the same global random numbers however its steps are
+    interleaved with other code (an RL agent sampling actions between decisions) and the
+    caller's RNGs are left as they were. A swap costs ~0.2 ms: do it per run or per decision,
+    not per optimizer step.
     """
-    registry: dict[str, Any] = {}
-    try:
-        builtin = importlib.import_module("learnlr.bench.workloads")
-        registry.update(getattr(builtin, "WORKLOADS", {}))
-    except ModuleNotFoundError as exc:  # a workload's optional data package is missing
-        if exc.name and exc.name.startswith("learnlr"):
-            raise
-    for module_name in plugins:
+
+    def __init__(self, seed: int) -> None:
+        outer = self._capture()
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        self._state = self._capture()
+        self._restore(outer)
+
+    @staticmethod
+    def _capture() -> tuple[Any, Any, torch.Tensor]:
+        return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+    @staticmethod
+    def _restore(state: tuple[Any, Any, torch.Tensor]) -> None:
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+        torch.set_rng_state(state[2])
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        outer = self._capture()
+        self._restore(self._state)
         try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            raise ValueError(f"plugin module {module_name!r} cannot be imported: {exc}") from exc
-        extra = getattr(module, "WORKLOADS", None)
-        if not isinstance(extra, Mapping):
-            raise ValueError(
-                f"plugin module {module_name!r} must define WORKLOADS: dict[str, Workload class]"
-            )
-        registry.update(extra)
-    return registry
-
-
-_INSTANCES: dict[str, Workload] = {}  # per process, so a workload's data cache is reused
-
-
-def get_workload_instance(name: str, plugins: Iterable[str] = ()) -> Workload:
-    """A (cached) workload instance by name; raises ValueError listing the valid names."""
-    if name in _INSTANCES:
-        return _INSTANCES[name]
-    registry = load_workloads(plugins)
-    if name not in registry:
-        raise ValueError(f"workload {name!r} is unknown; valid workloads: {sorted(registry)}")
-    entry = registry[name]
-    instance = entry() if isinstance(entry, type) else entry
-    _INSTANCES[name] = instance
-    return instance
-
-
-def _seed_everything(seed: int) -> torch.Generator:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+            yield
+        finally:
+            self._state = self._capture()
+            self._restore(outer)
 
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one optimizer step of :meth:`TrainingRun.steps` did."""
+
+    step: int
+    """0-based index of the optimizer step."""
+    loss: float
+    """Its training loss (may be non-finite: then the run has diverged and stops)."""
+    lr: float
+    """The step size it used (:func:`learnlr.bench.schedules.effective_lr`)."""
+    val_loss: float | None = None
+    """The validation loss of the evaluation that followed it, if one did."""
+
+
+@dataclass
+class TrainingRun:
+    """One training run of a workload: the harness's loop, shared by :func:`run_cell` and
+    :class:`learnlr.rl.workload_env.WorkloadLRControlEnv` (which drives it between decisions).
+
+    Build it with :meth:`start`; run its code inside ``with run.rng.active():``.
+    """
+
+    workload: Workload
+    model: torch.nn.Module
+    hooks: TrainingHooks
+    generator: torch.Generator
+    rng: RunRNG
+    budget_steps: int
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "ok"
+    """``"ok"``, or ``"diverged"`` once a training or validation loss was non-finite."""
+
+    @classmethod
+    def start(
+        cls,
+        workload: Workload,
+        seed: int,
+        build: Callable[[Iterable[torch.nn.Parameter]], TrainingHooks],
+        budget_steps: int,
+    ) -> TrainingRun:
+        """Seed the run (global RNGs and the batch generator), set up data, model and optimizer."""
+        rng = RunRNG(seed)
+        with rng.active():
+            workload.setup(seed)
+            model = workload.make_model(seed)
+            hooks = build(model.parameters())
+        return cls(workload, model, hooks, torch.Generator().manual_seed(seed), rng, budget_steps)
+
+    def evaluate(self) -> float:
+        """Validation loss of the current model (switches to eval mode and back)."""
+        return float(self._evaluate().loss)
+
+    def _evaluate(self) -> Any:
+        if self.hooks.eval_mode is not None:
+            self.hooks.eval_mode()
+        self.model.eval()
+        with torch.no_grad():
+            result = self.workload.evaluate(self.model)
+        self.model.train()
+        if self.hooks.train_mode is not None:
+            self.hooks.train_mode()
+        return result
+
+    def _record_eval(self, step: int) -> float:
+        result = self._evaluate()
+        self.evals.append({
+            "step": step,
+            "val_loss": _finite(float(result.loss)),
+            "metric": _finite(float(result.metric)),
+            "extra": {k: _finite(float(v)) for k, v in result.extra.items()},
+        })
+        return float(result.loss)
+
+    def _optimizer_step(self, step: int) -> float:
+        batch = self.workload.batch(step, self.generator)
+        optimizer, model = self.hooks.optimizer, self.model
+        if self.hooks.needs_closure:
+            loss = optimizer.step(lambda batch=batch: self.workload.loss(model, batch))
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.workload.loss(model, batch)
+            loss.backward()
+            optimizer.step()
+        return float(loss.detach())
+
+    def steps(self, eval_every: int | None, final_eval: bool = True) -> Iterator[StepOutcome]:
+        """Train for the budget, yielding after every optimizer step (and its scheduler step and
+        evaluation); stops early, with :attr:`status` ``"diverged"``, at a non-finite loss.
+
+        Evaluates every ``eval_every`` steps (None: never) and after the last step if
+        ``final_eval``. A consumer may change the optimizer's LR between two yields.
+        """
+        hooks = self.hooks
+        self.model.train()
+        if hooks.train_mode is not None:
+            hooks.train_mode()
+        for step in range(self.budget_steps):
+            train_loss = self._optimizer_step(step)
+            # The LR that this step used (HD and SLS set it inside step(), schedulers after it).
+            lr = effective_lr(hooks.optimizer)
+            val_loss = None
+            if math.isfinite(train_loss):
+                if hooks.step_on == "step":
+                    hooks.scheduler.step()
+                elif hooks.step_on == "step_loss":
+                    hooks.scheduler.step(train_loss)
+                done = step + 1
+                if (eval_every is not None and done % eval_every == 0) or (
+                        final_eval and done == self.budget_steps):
+                    val_loss = self._record_eval(done)
+                    if math.isfinite(val_loss) and hooks.step_on == "eval_loss":
+                        hooks.scheduler.step(val_loss)
+            if not math.isfinite(train_loss if val_loss is None else val_loss):
+                self.status = "diverged"
+            yield StepOutcome(step, train_loss, lr, val_loss)
+            if self.status == "diverged":
+                return
+
+
+def run_cell(config: CellConfig, plugins: Iterable[str] = ()) -> CellResult:
+    """Train one cell and return its measures; never raises on divergence (status "diverged")."""
+    torch.set_num_threads(1)
+    workload = shared_workload(config.workload, plugins)
+
+    def build(params: Iterable[torch.nn.Parameter]) -> TrainingHooks:
+        return build_schedule(config.schedule, params, config.optimizer, base_lr=config.lr,
+                              budget_steps=config.budget_steps, eval_every=config.eval_every)[1]
+
+    run = TrainingRun.start(workload, config.seed, build, config.budget_steps)
+    lrs: list[float | None] = []
+    train_losses: list[float | None] = []
+    start, start_cpu = time.perf_counter(), time.process_time()
+    with run.rng.active():
+        for outcome in run.steps(config.eval_every):
+            # None for a non-finite LR (an HD optimizer can produce one just before diverging).
+            lrs.append(_finite(outcome.lr))
+            train_losses.append(_finite(outcome.loss))
+    wall_time = time.perf_counter() - start
+    cpu_time = time.process_time() - start_cpu  # unaffected by other processes on the machine
+
+    summary = _measures(config, workload, run.evals, run.status, wall_time, len(lrs))
+    summary["cpu_time_s"] = cpu_time
+    return CellResult(config, summary, lrs, train_losses, run.evals)
 
 
 def _value_at_fraction(evals: list[dict[str, Any]], budget: int, fraction: float) -> float | None:
@@ -176,87 +252,6 @@ def _value_at_fraction(evals: list[dict[str, Any]], budget: int, fraction: float
         if record["step"] <= limit:
             chosen = record
     return chosen["val_loss"]
-
-
-def run_cell(config: CellConfig, plugins: Iterable[str] = ()) -> CellResult:
-    """Train one cell and return its measures; never raises on divergence (status "diverged")."""
-    torch.set_num_threads(1)
-    workload = get_workload_instance(config.workload, plugins)
-    generator = _seed_everything(config.seed)
-    workload.setup(config.seed)
-    model = workload.make_model(config.seed)
-    optimizer, hooks = build_schedule(
-        config.schedule,
-        model.parameters(),
-        config.optimizer,
-        base_lr=config.lr,
-        budget_steps=config.budget_steps,
-        eval_every=config.eval_every,
-    )
-    lrs: list[float | None] = []
-    train_losses: list[float | None] = []
-    evals: list[dict[str, Any]] = []
-    status = "ok"
-
-    def evaluate(step: int) -> float:
-        if hooks.eval_mode is not None:
-            hooks.eval_mode()
-        model.eval()
-        with torch.no_grad():
-            result = workload.evaluate(model)
-        model.train()
-        if hooks.train_mode is not None:
-            hooks.train_mode()
-        val_loss = float(result.loss)
-        evals.append(
-            {
-                "step": step,
-                "val_loss": _finite(val_loss),
-                "metric": _finite(float(result.metric)),
-                "extra": {k: _finite(float(v)) for k, v in result.extra.items()},
-            }
-        )
-        return val_loss
-
-    start, start_cpu = time.perf_counter(), time.process_time()
-    model.train()
-    if hooks.train_mode is not None:
-        hooks.train_mode()
-    for step in range(config.budget_steps):
-        batch = workload.batch(step, generator)
-        if hooks.needs_closure:
-            loss = optimizer.step(lambda batch=batch: workload.loss(model, batch))
-        else:
-            optimizer.zero_grad(set_to_none=True)
-            loss = workload.loss(model, batch)
-            loss.backward()
-            optimizer.step()
-        train_loss = float(loss.detach())
-        # The LR that this step used (HD and SLS set it inside step(), schedulers after it).
-        # None for a non-finite LR (an HD optimizer can produce one just before diverging).
-        lrs.append(_finite(effective_lr(optimizer)))
-        train_losses.append(_finite(train_loss))
-        if not math.isfinite(train_loss):
-            status = "diverged"
-            break
-        if hooks.step_on == "step":
-            hooks.scheduler.step()
-        elif hooks.step_on == "step_loss":
-            hooks.scheduler.step(train_loss)
-        done = step + 1
-        if done % config.eval_every == 0 or done == config.budget_steps:
-            val_loss = evaluate(done)
-            if not math.isfinite(val_loss):
-                status = "diverged"
-                break
-            if hooks.step_on == "eval_loss":
-                hooks.scheduler.step(val_loss)
-    wall_time = time.perf_counter() - start
-    cpu_time = time.process_time() - start_cpu  # unaffected by other processes on the machine
-
-    summary = _measures(config, workload, evals, status, wall_time, len(lrs))
-    summary["cpu_time_s"] = cpu_time
-    return CellResult(config, summary, lrs, train_losses, evals)
 
 
 def _measures(

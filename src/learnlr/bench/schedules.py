@@ -28,7 +28,6 @@ cell whose column is not listed is not run. Example::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import io
 import math
@@ -39,6 +38,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as tls
+
+from learnlr.plugins import load_schedule_providers
 
 OPTIMIZERS: dict[str, str] = {
     "sgd": "SGD with momentum 0.9",
@@ -202,44 +203,10 @@ def _hf_greedy(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> Train
     return TrainingHooks(opt, HFGreedyLR(opt), step_on="eval_loss")
 
 
-def _policy_fingerprint(name: str) -> Callable[[], str]:
-    def digest() -> str:
-        from learnlr.rl.scheduler import pretrained_path
-
-        stem = pretrained_path(name)
-        h = hashlib.sha256()
-        for suffix in (".safetensors", ".json"):
-            h.update(stem.with_suffix(suffix).read_bytes())
-        return f"policy-sha256:{h.hexdigest()[:16]}"
-
-    return digest
-
-
 def schedule_fingerprint(name: str) -> str:
     """The registry entry's :attr:`ScheduleSpec.fingerprint` (``""`` for none or an unknown name)."""
     spec = SCHEDULES.get(name)
     return spec.fingerprint() if spec is not None and spec.fingerprint is not None else ""
-
-
-def _rl(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
-    from learnlr.rl.scheduler import RLScheduler
-
-    opt = make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
-    # The shipped PPO policy, trained on NMF only (a transfer test, not a tuned deep-net agent):
-    # no stability bound here, so the LR is relative to the base LR and capped at 10x.
-    sched = RLScheduler.pretrained("nmf", opt, total_steps=ctx.budget_steps)
-    return TrainingHooks(opt, sched, step_on="step_loss")
-
-
-def _rl_deep(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
-    from learnlr.rl.scheduler import RLScheduler
-
-    opt = make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
-    # The shipped PPO policy trained on benchmark workloads (learnlr.rl.workload_env; the
-    # train/held-out split is in its JSON), with the same contract as `rl`: LR relative to the
-    # base LR, capped at 10x, one decision every 10 steps.
-    sched = RLScheduler.pretrained("deep", opt, total_steps=ctx.budget_steps)
-    return TrainingHooks(opt, sched, step_on="step_loss")
 
 
 def _hd(cls_name: str, granularity: str) -> Builder:
@@ -370,16 +337,6 @@ SCHEDULES: dict[str, ScheduleSpec] = {
             "transformers.GreedyLR with Trainer defaults, after each evaluation",
             _hf_greedy, requires=("transformers",),
         ),
-        _spec(
-            "rl", "adaptive",
-            "learnlr RLScheduler: PPO policy trained on NMF, stepped on the training loss",
-            _rl, requires=("safetensors",), fingerprint=_policy_fingerprint("nmf"),
-        ),
-        _spec(
-            "rl_deep", "adaptive",
-            "learnlr RLScheduler: PPO policy trained on benchmark workloads, training loss",
-            _rl_deep, requires=("safetensors",), fingerprint=_policy_fingerprint("deep"),
-        ),
         _spec("sgd_hd_group", "peer", "SGD-HD, one LR per parameter group (Baydin 2018)",
               _hd("SGDHD", "group"), optimizers=("sgd",)),
         _spec("sgd_hd_param", "peer", "SGD-HD, one LR per scalar parameter",
@@ -398,6 +355,34 @@ SCHEDULES: dict[str, ScheduleSpec] = {
               _dadapt, uses_base_lr=False, requires=("dadaptation",)),
     ]
 }
+
+
+
+def register_schedule(spec: ScheduleSpec, *, after: str | None = None) -> None:
+    """Add ``spec`` to :data:`SCHEDULES` (how packages above the benchmark, such as
+    :mod:`learnlr.rl`, contribute schedules without the benchmark importing them).
+
+    ``after`` places it right after that entry (the registry's order is the report's order);
+    re-registering a name replaces the entry in place.
+
+    Raises:
+        ValueError: ``after`` is not a registered schedule.
+    """
+    if spec.name in SCHEDULES or after is None:
+        SCHEDULES[spec.name] = spec
+        return
+    if after not in SCHEDULES:
+        raise ValueError(f"after must be a registered schedule, got {after!r}; "
+                         f"valid: {sorted(SCHEDULES)}")
+    entries = list(SCHEDULES.items())
+    at = [n for n, _ in entries].index(after) + 1
+    SCHEDULES.clear()
+    SCHEDULES.update(entries[:at] + [(spec.name, spec)] + entries[at:])
+
+
+# Providers (learnlr.rl's schedules, entry points) register here: after everything a provider
+# imports from this module, before the tables derived from the registry below.
+load_schedule_providers()
 
 # Fixed schedules whose tuned runs define the steps-to-target target (issue 3).
 FIXED_SCHEDULES: tuple[str, ...] = tuple(n for n, s in SCHEDULES.items() if s.kind == "fixed")
@@ -471,3 +456,4 @@ def effective_lr(optimizer: Optimizer) -> float:
     if "d" in group:
         lr *= float(group["d"])
     return lr
+

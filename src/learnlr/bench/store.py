@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from learnlr.bench.leases import STALE_AFTER_S, Owner, holder_is_live
-from learnlr.bench.runner import CellConfig, CellResult
+from learnlr.bench.records import CellConfig, CellResult
 
 STORE_FILENAME = "runs.sqlite"
 _SQLITE_HEADER = b"SQLite format 3\x00"

@@ -25,13 +25,18 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from learnlr.bench.schedules import FIXED_SCHEDULES, SCHEDULES
-
 GREEDY_SCHEDULES = ("greedy_step", "greedy_eval")
 SUBJECT = "greedy_step"
 """learnlr's default, the schedule every verdict is about unless a caller names another."""
-LR_FREE = frozenset(n for n, spec in SCHEDULES.items() if not spec.uses_base_lr)
-"""Peers that set their own step size: run once, and a rival on every LR track."""
+
+
+def schedule_kinds() -> tuple[frozenset[str], frozenset[str]]:
+    """(fixed schedules, LR-free peers) from the registry, imported only when a summary is made
+    without them, so importing this module stays torch-free."""
+    from learnlr.bench.schedules import FIXED_SCHEDULES, SCHEDULES
+
+    lr_free = frozenset(n for n, spec in SCHEDULES.items() if not spec.uses_base_lr)
+    return frozenset(FIXED_SCHEDULES), lr_free
 TIE_BANDS: dict[str, tuple[str, float]] = {"rel_1pct": ("rel", 0.01), "abs_0.1": ("abs", 0.1)}
 R_MAX = 4.0
 _TAU_GRID = [1.0 + i * (R_MAX - 1.0) / 60 for i in range(61)]
@@ -89,17 +94,23 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def summarize(cells: Iterable[Mapping[str, Any]], subject: str = SUBJECT) -> dict[str, Any]:
+def summarize(
+    cells: Iterable[Mapping[str, Any]],
+    subject: str = SUBJECT,
+    kinds: tuple[frozenset[str], frozenset[str]] | None = None,
+) -> dict[str, Any]:
     """Summary of finished main cells; each item has ``config`` and ``results`` dicts.
 
     The per-cell detail (comparisons, stages, profiles, ...) is over the tuned LR track; the
     headline verdicts (``greedy_vs``, ``by_lr_scale``) compare seed means of ``subject``.
+    ``kinds`` is (fixed schedules, LR-free peers); default: :func:`schedule_kinds`.
     Deterministic in its input (wall times live only under ``"timing"``).
     """
     cells = list(cells)
-    tracks = summarize_tracks(cells, subject)
-    tuned = split_tracks(cells).get("1", [])
-    detail = _summarize_cells(tuned)
+    fixed, lr_free = kinds or schedule_kinds()
+    tracks = summarize_tracks(cells, subject, lr_free)
+    tuned = split_tracks(cells, lr_free).get("1", [])
+    detail = _summarize_cells(tuned, fixed)
     detail["cells"] = len(cells)
     detail["greedy_vs_per_cell"] = detail.pop("greedy_vs")
     return {**detail, **tracks, "greedy_vs": tracks["by_lr_scale"].get("1", {}).get("greedy_vs", {})}
@@ -109,12 +120,14 @@ def _scale_key(scale: float) -> str:
     return f"{float(scale):g}"
 
 
-def split_tracks(cells: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+def split_tracks(
+    cells: Iterable[Mapping[str, Any]], lr_free: frozenset[str]
+) -> dict[str, list[Mapping[str, Any]]]:
     """Cells per LR track (``"0.1"``, ``"1"``, ``"10"``); LR-free peers join every track."""
     tracks: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     free = []
     for cell in cells:
-        if cell["config"]["schedule"] in LR_FREE:
+        if cell["config"]["schedule"] in lr_free:
             free.append(cell)
         else:
             tracks[_scale_key(cell["config"].get("lr_scale", 1.0))].append(cell)
@@ -179,12 +192,14 @@ def ratio_to_best(means: Mapping[Pair, Mapping[str, float]], schedule: str) -> l
     return [_ratio(m[schedule], min(m.values())) for m in means.values() if schedule in m]
 
 
-def summarize_tracks(cells: Iterable[Mapping[str, Any]], subject: str = SUBJECT) -> dict[str, Any]:
+def summarize_tracks(
+    cells: Iterable[Mapping[str, Any]], subject: str = SUBJECT, lr_free: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Seed-mean verdicts, effect sizes and ratios to the best schedule, per LR track, plus the
     performance profile (final loss) over every track."""
     by_scale: dict[str, Any] = {}
     loss_ratios: dict[str, list[float]] = defaultdict(list)
-    for key, track in sorted(split_tracks(cells).items(), key=lambda kv: float(kv[0])):
+    for key, track in sorted(split_tracks(cells, lr_free).items(), key=lambda kv: float(kv[0])):
         means = seed_means(track)
         schedules = sorted({s for m in means.values() for s in m})
         rivals = [s for s in schedules if s != subject]
@@ -211,7 +226,7 @@ def summarize_tracks(cells: Iterable[Mapping[str, Any]], subject: str = SUBJECT)
     return {"by_lr_scale": by_scale, "profile_area_all_tracks": profile}
 
 
-def _summarize_cells(cells: list[Mapping[str, Any]]) -> dict[str, Any]:
+def _summarize_cells(cells: list[Mapping[str, Any]], fixed: frozenset[str]) -> dict[str, Any]:
     """Per-cell detail over one LR track (each rival paired on the same seed)."""
     # One folder may hold runs of several suites (budgets): never pair runs of different
     # budgets, and name such workloads "name@budget" in the summary.
@@ -232,7 +247,7 @@ def _summarize_cells(cells: list[Mapping[str, Any]]) -> dict[str, Any]:
     fixed_best: dict[tuple[str, str], list[float]] = defaultdict(list)
     for (w, o, _), group in table.items():
         for s, r in group.items():
-            if s in FIXED_SCHEDULES and r["best_val_loss"] is not None:
+            if s in fixed and r["best_val_loss"] is not None:
                 fixed_best[(w, o)].append(r["best_val_loss"])
     targets = {wo: statistics.median(v) for wo, v in fixed_best.items()}
     steps: dict[Key, dict[str, int | None]] = {
@@ -270,7 +285,7 @@ def _summarize_cells(cells: list[Mapping[str, Any]]) -> dict[str, Any]:
                 compare(_loss(g[greedy]["val_loss_at"][frac]), _loss(g[s]["val_loss_at"][frac]),
                         "rel_1pct")
                 for g in table.values() if greedy in g
-                for s in FIXED_SCHEDULES if s in g
+                for s in fixed if s in g
             ]
             stage_rates[greedy][frac] = _tally(outcomes)
 
@@ -281,7 +296,7 @@ def _summarize_cells(cells: list[Mapping[str, Any]]) -> dict[str, Any]:
                 by_workload[w].extend(
                     compare(_loss(g[greedy]["final_val_loss"]), _loss(g[s]["final_val_loss"]),
                             "rel_1pct")
-                    for s in FIXED_SCHEDULES if s in g
+                    for s in fixed if s in g
                 )
         per_workload[greedy] = {w: _tally(v) for w, v in sorted(by_workload.items())}
 

@@ -1,7 +1,6 @@
 """Framework-free decision logic (no torch import): the GreedyLR state machine and its helpers."""
 
-from learnlr.control.greedy import DECREASE, HOLD, INCREASE, RESET, GreedyConfig, GreedyController
-from learnlr.control.smoothing import RollingMean
+from learnlr._lazy import lazy_names
 
 __all__ = [
     "DECREASE",
@@ -12,3 +11,11 @@ __all__ = [
     "GreedyController",
     "RollingMean",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, {
+    **dict.fromkeys(
+        ("DECREASE", "HOLD", "INCREASE", "RESET", "GreedyConfig", "GreedyController"),
+        "learnlr.control.greedy",
+    ),
+    "RollingMean": "learnlr.control.smoothing",
+})

@@ -21,7 +21,7 @@ The phase rules:
 
 Budget-aware defaults are rules, not constants tuned to one budget: bounds of 10x either way
 around the initial LR (so a base LR 10x off can be rescued), and a patience derived from the
-budget so that a 10x move takes ``adaptation`` (default a quarter) of the stable phase, whatever
+budget so that a 10x move takes ``adaptation`` (default half) of the stable phase, whatever
 the budget. docs/greedylr.md has the evidence.
 """
 
@@ -40,7 +40,7 @@ REACTIVE_DEFAULTS: dict[str, Any] = {
 }
 # With a budget (chosen on the dev benchmark; docs/greedylr.md, "Budget-aware defaults").
 BUDGET_DEFAULTS: dict[str, Any] = {
-    "factor": 0.9, "adaptation": 0.25, "max_window": 50, "min_lr_ratio": 0.1,
+    "factor": 0.9, "adaptation": 0.5, "max_window": 50, "min_lr_ratio": 0.1,
     "max_lr_ratio": 10.0,
 }
 

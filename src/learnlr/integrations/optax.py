@@ -16,6 +16,17 @@ decisions and the same LR factor (tests/integrations/test_optax.py checks this a
 class, windowed smoothing and NaN/Inf included). ``scale`` plays the role of ``lr / initial_lr``:
 ``min_scale`` / ``max_scale`` (default 0.1 / 1) are the torch defaults ``min_lr`` / ``max_lr``.
 
+Why two implementations of the transition rules rather than one: the Python controller runs once
+per optimizer step on Python floats, and its early-return branches are what keep the torch
+scheduler's per-step cost at a few hundred nanoseconds; a traced version must evaluate every
+branch with ``jnp.where`` and may not branch on values at all. One function written for both
+(an ``xp`` namespace, as :func:`learnlr.control.budget.envelope` does) would make the torch path
+pay for every branch or the jnp path untraceable. What can be shared is shared: the defaults and
+the budget (:func:`learnlr.control.schedule.resolve`), the phase rules' thresholds (the
+:class:`~learnlr.control.budget.Budget`) and the envelope itself (``envelope(..., xp=jnp)``).
+The rules are kept equal by the differential tests in tests/integrations/test_optax.py, which
+run both on the same metric sequences (with and without a budget, under ``jax.jit``).
+
 Timing: as in ``reduce_on_plateau``, the decision triggered by ``value`` already scales the
 update passed with it (``value`` is the loss at the current parameters); torch's ``GreedyLR``,
 stepped after ``optimizer.step()``, applies it from the next step. The sequence of factors is the
@@ -35,7 +46,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from learnlr.control.greedy import DECREASE, HOLD, INCREASE, RESET, GreedyConfig
+from learnlr.control.budget import DEFAULT_ANNEAL_FRACTION
+from learnlr.control.greedy import DECREASE, HOLD, INCREASE, RESET
+from learnlr.control.schedule import resolve
 
 
 class GreedyLRState(NamedTuple):
@@ -53,6 +66,7 @@ class GreedyLRState(NamedTuple):
     increases_left: jax.Array
     min_attempts: jax.Array
     num_calls: jax.Array
+    """Calls of ``update`` so far (= the index of the next update; warmup calls included)."""
     num_resets: jax.Array
     decision: jax.Array
     """Decision of the last call: HOLD 0, INCREASE 1, DECREASE -1, RESET 2."""
@@ -70,22 +84,35 @@ def _check_scale(name: str, value: object) -> float:
 
 def greedy_lr(
     *,
+    total_steps: int | None = None,
+    warmup_steps: int = 0,
+    anneal_fraction: float = DEFAULT_ANNEAL_FRACTION,
+    adaptation: float | None = None,
     mode: str = "min",
-    factor: float = 0.95,
-    patience: int = 10,
+    factor: float | None = None,
+    patience: int | None = None,
     threshold: float = 0.0,
     threshold_mode: str = "rel",
     keep_decreasing: int = 0,
     keep_increasing: int = 0,
-    window: int = 50,
+    window: int | None = None,
     reset_after: int | None = None,
-    min_scale: float = 0.1,
-    max_scale: float = 1.0,
+    min_scale: float | None = None,
+    max_scale: float | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """GreedyLR as an optax transformation; see the module docstring and :class:`learnlr.GreedyLR`.
 
     Arguments are those of :class:`learnlr.GreedyLR`, with ``min_scale`` / ``max_scale`` bounding
-    the LR factor (``0 <= min_scale <= 1 <= max_scale``). ``update`` needs ``value=`` (the loss).
+    the LR factor (``0 <= min_scale <= 1 <= max_scale``; default 0.1 / 1, or 0.1 / 10 with a
+    budget). ``update`` needs ``value=`` (the loss). Unset ``factor`` / ``patience`` / ``window``
+    take the torch class's defaults (:func:`learnlr.control.schedule.resolve`).
+
+    With ``total_steps`` (the number of ``update`` calls in the run) the updates are scaled by
+    ``scale * envelope(t)`` (:func:`learnlr.control.budget.envelope` with ``xp=jax.numpy``; ``t``
+    is the update's 0-based index): a linear LR warmup over ``warmup_steps`` and a final 1-sqrt
+    anneal over ``anneal_fraction`` of the run. The phase rules are the torch class's: the values
+    of the warmup updates are not observed, and no increase is taken for an update inside the
+    anneal. ``state.scale`` stays GreedyLR's own factor (the torch class's ``stable_lrs``).
 
     >>> import jax.numpy as jnp
     >>> tx = greedy_lr(patience=0, window=1)
@@ -94,12 +121,15 @@ def greedy_lr(
     >>> float(state.scale) > 1.0   # first finite value beats "no best yet": increase
     True
     """
-    config = GreedyConfig(mode=mode, factor=factor, patience=patience, threshold=threshold,
-                          threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
-                          keep_increasing=keep_increasing,
-                          window=window, reset_after=reset_after)
-    lo = _check_scale("min_scale", min_scale)
-    hi = _check_scale("max_scale", max_scale)
+    resolved = resolve(
+        total_steps=total_steps, warmup_steps=warmup_steps, anneal_fraction=anneal_fraction,
+        factor=factor, patience=patience, window=window, adaptation=adaptation, mode=mode,
+        threshold=threshold, threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
+        keep_increasing=keep_increasing, reset_after=reset_after,
+    )
+    config, budget = resolved.config, resolved.budget
+    lo = _check_scale("min_scale", resolved.min_lr_ratio if min_scale is None else min_scale)
+    hi = _check_scale("max_scale", resolved.max_lr_ratio if max_scale is None else max_scale)
     if not lo <= 1.0 <= hi:
         raise ValueError(
             f"min_scale <= 1 <= max_scale is required (the optimizer's own LR is scale 1), "
@@ -155,6 +185,11 @@ def greedy_lr(
         num_good = jnp.where(inc | dec, 0, num_good)
         num_bad = jnp.where(inc | dec, 0, num_bad)
 
+        if budget is not None and budget.anneal_steps > 0:
+            # The torch class's gate: no increase for the update after this one if it anneals.
+            inc_taken = inc & (state.num_calls + 1 < budget.anneal_start)
+        else:
+            inc_taken = inc
         scale = state.scale
         at_min = scale <= lo
         min_attempts = state.min_attempts
@@ -162,10 +197,11 @@ def greedy_lr(
         if config.reset_after is not None:
             min_attempts = jnp.where(dec & at_min, min_attempts + 1, min_attempts)
             reset = dec & at_min & (min_attempts >= config.reset_after)
-        min_attempts = jnp.where(inc, 0, min_attempts)
+        min_attempts = jnp.where(inc_taken, 0, min_attempts)
         f = jnp.asarray(config.factor, scale.dtype)
-        scale = jnp.where(dec, jnp.maximum(scale * f, lo), jnp.where(inc, jnp.minimum(scale / f, hi), scale))
-        decision = jnp.where(dec, DECREASE, jnp.where(inc, INCREASE, HOLD)).astype(jnp.int32)
+        scale = jnp.where(dec, jnp.maximum(scale * f, lo),
+                          jnp.where(inc_taken, jnp.minimum(scale / f, hi), scale))
+        decision = jnp.where(dec, DECREASE, jnp.where(inc_taken, INCREASE, HOLD)).astype(jnp.int32)
 
         stepped = GreedyLRState(
             scale=scale, best=best, last_value=last_value, num_good=num_good, num_bad=num_bad,
@@ -181,7 +217,14 @@ def greedy_lr(
                                    best=cleared.best.astype(ftype),
                                    last_value=cleared.last_value.astype(ftype),
                                    window=cleared.window.astype(ftype))
-        return jax.tree.map(lambda a, b: jnp.where(reset, a, b), cleared, stepped)
+        new = jax.tree.map(lambda a, b: jnp.where(reset, a, b), cleared, stepped)
+        if budget is None or budget.warmup_steps == 0:
+            return new
+        # Warmup: the value is not observed (the loss falls because the LR ramps up).
+        skipped = state._replace(num_calls=state.num_calls + 1,
+                                 decision=jnp.asarray(HOLD, jnp.int32))
+        observed = state.num_calls >= budget.warmup_steps
+        return jax.tree.map(lambda a, b: jnp.where(observed, a, b), new, skipped)
 
     def update_fn(
         updates: optax.Updates,
@@ -193,7 +236,10 @@ def greedy_lr(
     ) -> tuple[optax.Updates, GreedyLRState]:
         del params, extra_args
         new_state = step(state, value)
-        updates = jax.tree.map(lambda g: g * new_state.scale.astype(g.dtype), updates)
+        factor = new_state.scale
+        if budget is not None:
+            factor = factor * jnp.asarray(budget.multiplier(state.num_calls, xp=jnp), factor.dtype)
+        updates = jax.tree.map(lambda g: g * factor.astype(g.dtype), updates)
         return updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

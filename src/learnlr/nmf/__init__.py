@@ -12,23 +12,7 @@ Example:
     True
 """
 
-from learnlr.nmf.problems import (
-    REAL_PROBLEMS,
-    NMFProblem,
-    initialize_factors,
-    make_problem,
-    planted_problem,
-    real_problem,
-)
-from learnlr.nmf.solver import GradientOracle, NMFRun, StepRecord, StochasticNMF, solve
-from learnlr.nmf.stability import (
-    blockwise_bounds,
-    clipped_uniform_bound,
-    curvature_bound,
-    hessian_vector_product,
-    max_hessian_eigenvalue,
-    stability_bound,
-)
+from learnlr._lazy import lazy_names
 
 __all__ = [
     "REAL_PROBLEMS",
@@ -49,3 +33,13 @@ __all__ = [
     "solve",
     "stability_bound",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, {
+    **dict.fromkeys(("REAL_PROBLEMS", "NMFProblem", "initialize_factors", "make_problem",
+                     "planted_problem", "real_problem"), "learnlr.nmf.problems"),
+    **dict.fromkeys(("GradientOracle", "NMFRun", "StepRecord", "StochasticNMF", "solve"),
+                    "learnlr.nmf.solver"),
+    **dict.fromkeys(("blockwise_bounds", "clipped_uniform_bound", "curvature_bound",
+                     "hessian_vector_product", "max_hessian_eigenvalue", "stability_bound"),
+                    "learnlr.nmf.stability"),
+})

@@ -8,21 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from learnlr.cli import positive_int
+from learnlr.cli_args import positive_float, positive_int
+from learnlr.nmf.schedules import NMF_SCHEDULES, nmf_schedule
 
-__all__ = ["SCHEDULE_NAMES", "register"]
-
-SCHEDULE_NAMES = ("constant", "step", "cosine", "greedy", "rl")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
+__all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     solve.add_argument("--noise", type=float, default=0.05,
                        help="planted data noise (default %(default)s)")
     solve.add_argument("--schedule", default="cosine",
-                       help=f"one of {', '.join(SCHEDULE_NAMES)} (default %(default)s)")
-    solve.add_argument("--lr-fraction", type=_positive_float, default=None,
+                       help=f"one of {', '.join(NMF_SCHEDULES)} (default %(default)s)")
+    solve.add_argument("--lr-fraction", type=positive_float, default=None,
                        help="initial LR as a fraction of the initial bound (default: 1.0, "
                             "0.5 for greedy)")
     solve.add_argument("--steps", type=positive_int, default=500, help="SGD steps")
@@ -50,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     solve.add_argument("--sigma", type=float, default=0.1, help="additive noise sigma")
     solve.add_argument("--batch-fraction", type=float, default=0.25,
                        help="mini-batch fraction of rows/columns")
-    solve.add_argument("--clip", type=_positive_float, default=None,
+    solve.add_argument("--clip", type=positive_float, default=None,
                        help="project entries onto [0, CLIP] (default: [0, inf))")
     solve.add_argument("--seed", type=int, default=0, help="seed of init and noise")
     solve.add_argument("--plot", type=Path, default=None, help="write a loss/LR plot (PNG)")
@@ -59,48 +48,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     solve.set_defaults(func=_solve)
 
 
-def _factory(name: str, steps: int) -> Any:
-    import torch
-
-    if name == "constant":
-        return None
-    if name == "step":
-        return lambda o, _n: torch.optim.lr_scheduler.StepLR(o, step_size=max(1, steps // 4),
-                                                             gamma=0.3)
-    if name == "cosine":
-        return lambda o, _n: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=steps)
-    if name == "greedy":
-        from learnlr import GreedyLR
-
-        return lambda o, _n: GreedyLR(o, window=10, patience=10)
-    from learnlr.rl.scheduler import RLScheduler
-
-    return lambda o, nmf: RLScheduler.pretrained("nmf", o, total_steps=steps,
-                                                 lr_bound=nmf.stability_bound)
-
-
 def _solve(args: argparse.Namespace) -> int:
     from learnlr.nmf.problems import make_problem
     from learnlr.nmf.solver import GradientOracle, solve
 
-    if args.schedule not in SCHEDULE_NAMES:
-        print(f"learnlr nmf solve: --schedule must be one of {list(SCHEDULE_NAMES)}, got "
-              f"{args.schedule!r}", file=sys.stderr)
-        return 2
     try:
+        schedule = nmf_schedule(args.schedule, args.steps)
         problem = make_problem(args.problem, args.rank, noise=args.noise, seed=args.seed)
         oracle = GradientOracle(args.oracle, sigma=args.sigma, batch_fraction=args.batch_fraction)
     except ValueError as exc:
         print(f"learnlr nmf solve: {exc}", file=sys.stderr)
         return 2
-    default_fraction = {"greedy": 0.5}.get(args.schedule, 1.0)
-    lr_fraction = args.lr_fraction if args.lr_fraction is not None else default_fraction
+    lr_fraction = args.lr_fraction if args.lr_fraction is not None else schedule.lr_fraction
     from rich.progress import Progress
 
     with Progress(disable=args.no_progress, transient=True) as progress:
         task = progress.add_task(f"{problem.name} [{args.schedule}]", total=args.steps)
         run = solve(problem, lr_fraction=lr_fraction, steps=args.steps,
-                    scheduler_factory=_factory(args.schedule, args.steps), oracle=oracle,
+                    scheduler_factory=schedule.factory, oracle=oracle,
                     clip=args.clip, seed=args.seed,
                     callback=lambda step, rec: progress.advance(task))
     summary = {
@@ -125,12 +90,9 @@ def _solve(args: argparse.Namespace) -> int:
 
 
 def _plot(run: Any, title: str, schedule: str, path: Path) -> None:
-    import matplotlib
+    from learnlr.plotting import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    fig, (ax1, ax2) = new_figure(2, 1, figsize=(7, 5), sharex=True)
     ax1.semilogy(run.losses)
     ax1.set_ylabel("loss")
     ax1.set_title(f"{title} [{schedule}]")
@@ -138,7 +100,4 @@ def _plot(run: Any, title: str, schedule: str, path: Path) -> None:
     ax2.semilogy(run.bounds, label="stability bound", ls="--")
     ax2.set_xlabel("SGD step")
     ax2.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

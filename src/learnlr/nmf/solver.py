@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from learnlr.control.divergence import has_diverged
 from learnlr.nmf.problems import NMFProblem, initialize_factors
 from learnlr.nmf.stability import spectral_norm_squared, stability_bound
 
@@ -181,7 +182,8 @@ class NMFRun:
     grad_norms: list[float] = field(default_factory=list)
     """Norm of the applied (noisy) gradient at each step."""
     diverged: bool = False
-    """True if the loss became non-finite or exceeded ``1e6`` times its initial value."""
+    """True if the loss became non-finite or exceeded ``1e3`` times its initial value
+    (:func:`learnlr.control.divergence.has_diverged`, the rule the RL environments use too)."""
 
     def steps_to(self, target: float) -> int | None:
         """First step index at which the loss is ``<= target`` (``None`` if never)."""
@@ -237,7 +239,7 @@ def solve(
         run.bounds.append(record.bound)
         run.grad_norms.append(record.grad_norm)
         first = record.loss if first is None else first
-        if not math.isfinite(record.loss) or record.loss > 1e6 * max(first, 1e-12):
+        if has_diverged(record.loss, first):
             run.diverged = True
             return run
         if callback is not None:
@@ -249,7 +251,7 @@ def solve(
                 scheduler.step()  # type: ignore[attr-defined]
     final = nmf.loss()
     run.losses.append(final)
-    run.diverged = not math.isfinite(final) or final > 1e6 * max(run.losses[0], 1e-12)
+    run.diverged = has_diverged(final, run.losses[0])
     return run
 
 

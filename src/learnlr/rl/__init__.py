@@ -1,6 +1,8 @@
 """Reinforcement-learned learning-rate schedules.
 
-- :class:`LRControlEnv`: gymnasium environment, one episode = one training run (NMF for now).
+- :func:`make_env`: the gymnasium environment for a workload, one episode = one training run
+  (:class:`LRControlEnv` for ``"nmf"``, :class:`~learnlr.rl.workload_env.WorkloadLRControlEnv`
+  for benchmark workloads).
 - :class:`RLScheduler`: a trained policy as a ``torch.optim.lr_scheduler.LRScheduler``.
 - :func:`load_policy` / :func:`save_policy`: safetensors + JSON, no pickle.
 - :mod:`learnlr.rl.training` (PPO, needs stable-baselines3) and :mod:`learnlr.rl.cloning`
@@ -19,10 +21,7 @@ Example:
     True
 """
 
-from learnlr.rl.env import WORKLOADS, LRControlEnv, NMFInstance, NMFInstanceDistribution
-from learnlr.rl.features import FEATURE_NAMES, ObservationBuilder
-from learnlr.rl.policy import PolicyConfig, PolicyNetwork, load_policy, save_policy
-from learnlr.rl.scheduler import PRETRAINED, RLScheduler, pretrained_path
+from learnlr._lazy import lazy_names
 
 __all__ = [
     "FEATURE_NAMES",
@@ -36,6 +35,16 @@ __all__ = [
     "PolicyNetwork",
     "RLScheduler",
     "load_policy",
+    "make_env",
     "pretrained_path",
     "save_policy",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, {
+    **dict.fromkeys(("WORKLOADS", "LRControlEnv", "NMFInstance", "NMFInstanceDistribution",
+                     "make_env"), "learnlr.rl.env"),
+    **dict.fromkeys(("FEATURE_NAMES", "ObservationBuilder"), "learnlr.rl.features"),
+    **dict.fromkeys(("PolicyConfig", "PolicyNetwork", "load_policy", "save_policy"),
+                    "learnlr.rl.policy"),
+    **dict.fromkeys(("PRETRAINED", "RLScheduler", "pretrained_path"), "learnlr.rl.scheduler"),
+})

@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from learnlr.cli import positive_int
+from learnlr.cli_args import positive_int
 
 __all__ = ["register"]
 
@@ -78,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="SGD steps per run (default %(default)s)")
     ev.add_argument("--plots", type=Path, default=None,
                     help="folder for PNG plots (first instance + ratio histogram)")
-    ev.add_argument("--json", type=Path, default=None, help="write the summary as JSON here")
+    ev.add_argument("--json", type=Path, default=None,
+                    help="also write the summary as JSON here (the table shows its main rows)")
     ev.set_defaults(func=_eval)
 
 
@@ -213,7 +214,7 @@ def _eval(args: argparse.Namespace) -> int:
     results = [compare_on_instance(inst, policy, budget=args.budget)
                for inst in track(instances, description="held-out instances")]
     summary = summarize(results)
-    print(json.dumps(summary, indent=2))
+    _print_summary(summary, args.budget)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
@@ -223,3 +224,31 @@ def _eval(args: argparse.Namespace) -> int:
         print(plot_instance(results[0], args.plots / "rl_vs_handmade_instance0.png"))
         print(plot_ratio_histogram(results, args.plots / "rl_ratio_histogram.png"))
     return 0
+
+
+def _print_summary(summary: dict, budget: int) -> None:
+    """The held-out comparison as a table (like ``learnlr bench``), then the ratio lines."""
+    from rich.console import Console
+    from rich.table import Table
+
+    wins = summary.get("rl_win_rate", {})
+    table = Table(title=f"steps to target on {summary['instances']} held-out NMF instances",
+                  caption=f"{budget + 1} = target not reached in the budget of {budget} steps; "
+                          "step = best of the step-decay grid per instance")
+    for column in ("schedule", "median steps", "diverged", "rl faster on"):
+        table.add_column(column, justify="left" if column == "schedule" else "right")
+    for name, steps in summary["median_steps"].items():
+        diverged = summary["divergences"].get(name)
+        win = wins.get(name)
+        table.add_row(name, f"{steps:g}", "-" if diverged is None else str(diverged),
+                      "-" if win is None else f"{100 * win:.0f}%")
+    console = Console()
+    if not console.is_terminal:  # piped: rich would assume 80 columns
+        console = Console(width=120)
+    console.print(table)
+    if "median_ratio_rl_over_best_step" in summary:
+        print(f"median steps ratio rl / best step decay: "
+              f"{summary['median_ratio_rl_over_best_step']:.2f} "
+              f"({100 * summary['fraction_ratio_le_goal']:.0f}% of instances <= 0.7)")
+    if "best_fixed_step_config" in summary:
+        print(f"best single step-decay configuration: {summary['best_fixed_step_config']}")

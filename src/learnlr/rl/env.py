@@ -9,7 +9,9 @@ steps of the action (the return is ``log(L0 / L_T)``: final loss only), or ``"ar
 ``log(L0 / L_t)`` over those steps times ``steps_per_action / budget_steps`` (the return is the
 run's average log improvement: the area under the log-loss curve, so reaching a low loss *early*
 pays), or ``"area_final"``, their sum (early progress and the final loss both count). A
-divergence ends the episode with ``-divergence_penalty``. Truncation by budget.
+divergence (:func:`learnlr.control.divergence.has_diverged`: a non-finite loss or one above
+``1e3 x`` the first) terminates the episode with ``-divergence_penalty``; the budget truncates it.
+Both rules are those of :class:`~learnlr.rl.workload_env.WorkloadLRControlEnv` too.
 
 Compared with DACBench's ``SGDEnv`` (see ``docs/rl.md``): same idea (episode = one training run,
 action = learning rate), but our action is a bounded *multiplicative* change in log space rather
@@ -21,6 +23,7 @@ NMF instance so PPO sees tens of thousands of runs on a CPU.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,17 +31,19 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from learnlr.control.divergence import has_diverged
 from learnlr.nmf.problems import NMFProblem, planted_problem
 from learnlr.nmf.solver import GradientOracle, StochasticNMF
-from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
+from learnlr.rl.base_env import LRControlBase
+from learnlr.rl.features import ObservationBuilder
 
-__all__ = ["WORKLOADS", "LRControlEnv", "NMFInstanceDistribution", "NMFInstance"]
+__all__ = ["WORKLOADS", "LRControlEnv", "NMFInstanceDistribution", "NMFInstance", "make_env"]
 
 REWARDS = ("log_decrease", "area", "area_final")
 """Reward definitions (see the module docstring)."""
 WORKLOADS = ("nmf",)
-"""Workloads this class runs itself; any other name (or list of names) is a benchmark workload,
-for which ``LRControlEnv(...)`` builds a :class:`learnlr.rl.workload_env.WorkloadLRControlEnv`."""
+"""Workloads this class runs; any other name (or list of names) is a benchmark workload, for
+which :func:`make_env` builds a :class:`learnlr.rl.workload_env.WorkloadLRControlEnv`."""
 
 
 @dataclass(frozen=True)
@@ -89,15 +94,14 @@ class NMFInstanceDistribution:
         return NMFInstance(problem=problem, oracle=oracle, seed=seed)
 
 
-class LRControlEnv(gym.Env):
+class LRControlEnv(LRControlBase):
     """Learning-rate control as a gymnasium environment.
 
-    ``LRControlEnv(workload="digits-cnn", ...)`` (any benchmark workload name, or a list of them)
-    returns a :class:`learnlr.rl.workload_env.WorkloadLRControlEnv` built with the same
-    keyword arguments: one episode is then one training run of that workload.
+    For benchmark workloads (one episode = one training run of a network) use
+    :func:`make_env`, which builds a :class:`learnlr.rl.workload_env.WorkloadLRControlEnv`.
 
     Args:
-        workload: ``"nmf"``, or benchmark workload name(s) (see above).
+        workload: ``"nmf"`` (the only workload of this class; see :func:`make_env`).
         seed: seeds the instance stream (``reset(seed=...)`` overrides it).
         budget_steps: SGD steps per episode.
         steps_per_action: SGD steps between two decisions.
@@ -120,16 +124,6 @@ class LRControlEnv(gym.Env):
         (7,)
     """
 
-    metadata = {"render_modes": []}
-
-    def __new__(cls, workload: Any = "nmf", seed: int | None = None, **kwargs: Any) -> Any:
-        if cls is LRControlEnv and workload not in WORKLOADS:
-            from learnlr.rl.workload_env import WorkloadLRControlEnv
-
-            # Not an LRControlEnv instance, so Python does not call __init__ on it again.
-            return WorkloadLRControlEnv(workload, seed=seed, **kwargs)
-        return super().__new__(cls)
-
     def __init__(
         self,
         workload: str = "nmf",
@@ -147,19 +141,16 @@ class LRControlEnv(gym.Env):
         clip_to_bound: bool = True,
         reward: str = "log_decrease",
     ) -> None:
-        super().__init__()
+        super().__init__(seed, steps_per_action=steps_per_action, max_log_change=max_log_change,
+                         min_relative_lr=min_relative_lr, feature_window=feature_window,
+                         divergence_penalty=divergence_penalty)
         if workload not in WORKLOADS:
-            raise ValueError(f"workload must be one of {list(WORKLOADS)}, got {workload!r}")
-        if steps_per_action < 1:
-            raise ValueError(f"steps_per_action must be >= 1, got {steps_per_action}")
+            raise ValueError(f"workload must be one of {list(WORKLOADS)}, got {workload!r}; "
+                             "for benchmark workloads use learnlr.rl.make_env(workload, ...)")
         if budget_steps < steps_per_action:
             raise ValueError(
                 f"budget_steps must be >= steps_per_action ({steps_per_action}), got {budget_steps}"
             )
-        if not (0 < max_log_change <= 5):
-            raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
-        if not (0 < min_relative_lr < 1):
-            raise ValueError(f"min_relative_lr must be in (0, 1), got {min_relative_lr}")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {list(REWARDS)}, got {reward!r}")
         lo, hi = initial_lr_range
@@ -167,21 +158,11 @@ class LRControlEnv(gym.Env):
             raise ValueError(f"initial_lr_range must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}")
         self.workload = workload
         self.budget_steps = budget_steps
-        self.steps_per_action = steps_per_action
-        self.max_log_change = max_log_change
-        self.min_relative_lr = min_relative_lr
         self.initial_lr_range = (lo, hi)
         self.distribution = distribution or NMFInstanceDistribution()
         self.fixed_instance = instance
-        self.divergence_penalty = divergence_penalty
-        self.feature_window = feature_window
         self.clip_to_bound = clip_to_bound
         self.reward = reward
-        self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT, (ObservationBuilder.dim,),
-                                                dtype=np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
-        self._initial_seed = seed
-        self._seeded = False
         self.history: list[float] = []
         """Per-SGD-step losses of the current episode (for plots and steps-to-target)."""
         self.lr_history: list[float] = []
@@ -191,10 +172,7 @@ class LRControlEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is None and not self._seeded:
-            seed = self._initial_seed
-        super().reset(seed=seed)
-        self._seeded = True
+        self._seed_episode(seed)
         instance = self.fixed_instance or self.distribution.sample(self.np_random)
         self.instance = instance
         self.nmf = StochasticNMF(instance.problem, oracle=instance.oracle,
@@ -220,7 +198,7 @@ class LRControlEnv(gym.Env):
         return obs, self._info()
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+        a = self._action_value(action)
         self.lr = self._clip_lr(self.lr * math.exp(a * self.max_log_change), self.bound)
         log_before = math.log(self.loss)
         area = 0.0
@@ -234,12 +212,12 @@ class LRControlEnv(gym.Env):
             self.features.record(record.loss)
             self.steps_done += 1
             grad_norm, self.bound = record.grad_norm, record.bound
-            if not math.isfinite(record.loss) or record.loss > 1e3 * self.initial_loss:
+            if has_diverged(record.loss, self.initial_loss):
                 diverged = True
                 break
             area += math.log(self.initial_loss / record.loss)
         self.loss = self.nmf.loss()
-        if not math.isfinite(self.loss) or self.loss > 1e3 * self.initial_loss:
+        if has_diverged(self.loss, self.initial_loss):
             diverged = True
         if diverged:
             obs = np.zeros(self.observation_space.shape, dtype=np.float32)
@@ -269,3 +247,22 @@ class LRControlEnv(gym.Env):
             "steps": self.steps_done,
             "diverged": diverged,
         }
+
+
+def make_env(workload: str | Sequence[str] = "nmf", seed: int | None = None,
+             **kwargs: Any) -> gym.Env:
+    """The LR-control environment for ``workload``: one episode = one training run.
+
+    ``"nmf"`` builds an :class:`LRControlEnv` (a sampled NMF instance); a benchmark workload name
+    or a list of them (``learnlr list``) builds a
+    :class:`learnlr.rl.workload_env.WorkloadLRControlEnv`. ``kwargs`` go to that class.
+
+    Example:
+        >>> type(make_env("nmf", seed=0, budget_steps=40)).__name__
+        'LRControlEnv'
+    """
+    if isinstance(workload, str) and workload in WORKLOADS:
+        return LRControlEnv(workload, seed=seed, **kwargs)
+    from learnlr.rl.workload_env import WorkloadLRControlEnv
+
+    return WorkloadLRControlEnv(workload, seed=seed, **kwargs)

@@ -10,17 +10,17 @@ through the noise floor", which is where schedules differ.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from learnlr.nmf.solver import NMFRun, StochasticNMF, solve
+from learnlr.nmf.schedules import NMFSchedule, nmf_schedule, step_decay
+from learnlr.nmf.solver import NMFRun, solve
 from learnlr.rl.env import NMFInstance, NMFInstanceDistribution
 from learnlr.rl.policy import PolicyNetwork
-from learnlr.rl.scheduler import RLScheduler
+from learnlr.rl.schedules import learned_schedule
 
 __all__ = [
     "HELD_OUT_SEED_OFFSET",
@@ -38,38 +38,13 @@ HELD_OUT_SEED_OFFSET = 1_000_000
 """Held-out instances come from ``default_rng(HELD_OUT_SEED_OFFSET + i)``; training envs are
 seeded from small integers, so the two instance streams are disjoint in practice."""
 
-Factory = Callable[[torch.optim.Optimizer, StochasticNMF], Any]
 
-
-@dataclass(frozen=True)
-class ScheduleSpec:
-    """A named schedule for the NMF solver: initial LR (fraction of the initial bound) + factory."""
-
-    name: str
-    family: str
-    lr_fraction: float
-    factory: Factory | None
-
-
-def handmade_schedules(budget: int) -> list[ScheduleSpec]:
-    """Constant, step decay (a grid of 8), cosine and GreedyLR, as used by the benchmark."""
-    from learnlr import GreedyLR
-
-    specs = [ScheduleSpec("constant", "constant", 1.0, None)]
-    for lr0 in (0.5, 1.0):
-        for gamma in (0.1, 0.3):
-            for every in (budget // 4, budget // 2):
-                specs.append(ScheduleSpec(
-                    f"step(lr0={lr0},gamma={gamma},every={every})", "step", lr0,
-                    lambda o, _n, g=gamma, e=every: torch.optim.lr_scheduler.StepLR(
-                        o, step_size=e, gamma=g)))
-    specs.append(ScheduleSpec(
-        "cosine", "cosine", 1.0,
-        lambda o, _n: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=budget)))
-    # window=10: the paper's window of 50 is for runs of thousands of steps, not a 400-step budget.
-    specs.append(ScheduleSpec("greedy", "greedy", 0.5,
-                              lambda o, _n: GreedyLR(o, window=10, patience=10)))
-    return specs
+def handmade_schedules(budget: int) -> list[NMFSchedule]:
+    """Constant, step decay (a grid of 8), cosine and GreedyLR (the NMF schedule registry)."""
+    specs = [nmf_schedule("constant", budget)]
+    specs += [step_decay(lr0, gamma, every) for lr0 in (0.5, 1.0) for gamma in (0.1, 0.3)
+              for every in (budget // 4, budget // 2)]
+    return specs + [nmf_schedule("cosine", budget), nmf_schedule("greedy", budget)]
 
 
 DROP_TIMES = (5, 10, 15, 20, 30, 40, 60, 80, 100, 150)
@@ -78,7 +53,7 @@ DROP_FACTORS = (0.03, 0.1, 0.3)
 """LR multipliers after the drop in :func:`drop_schedules`."""
 
 
-def drop_schedules() -> list[ScheduleSpec]:
+def drop_schedules() -> list[NMFSchedule]:
     """60 open-loop "one drop" schedules: lr0 in {0.5, 1} x bound, multiplied by ``g`` at ``t``.
 
     An *oracle* family for headroom studies: with the instance's noise stream fixed, any
@@ -89,7 +64,7 @@ def drop_schedules() -> list[ScheduleSpec]:
     for lr0 in (0.5, 1.0):
         for t in DROP_TIMES:
             for g in DROP_FACTORS:
-                specs.append(ScheduleSpec(
+                specs.append(NMFSchedule(
                     f"drop(lr0={lr0},at={t},x{g})", "drop", lr0,
                     lambda o, _n, t=t, g=g: torch.optim.lr_scheduler.LambdaLR(
                         o, lambda s: 1.0 if s < t else g)))
@@ -114,13 +89,6 @@ def oracle_steps(instance: NMFInstance, result: InstanceResult, budget: int = 40
     return best, name
 
 
-def learned_schedule(policy: PolicyNetwork, budget: int, lr_fraction: float = 1.0) -> ScheduleSpec:
-    """The RL policy as a schedule spec (bound-aware :class:`RLScheduler`)."""
-    return ScheduleSpec(
-        "rl", "rl", lr_fraction,
-        lambda o, nmf: RLScheduler(o, policy, total_steps=budget, lr_bound=nmf.stability_bound))
-
-
 def held_out_instances(count: int, distribution: NMFInstanceDistribution | None = None
                        ) -> list[NMFInstance]:
     """``count`` instances from the held-out seed stream."""
@@ -130,7 +98,7 @@ def held_out_instances(count: int, distribution: NMFInstanceDistribution | None 
     return [dist.sample(np.random.default_rng(HELD_OUT_SEED_OFFSET + i)) for i in range(count)]
 
 
-def run_schedule(instance: NMFInstance, spec: ScheduleSpec, budget: int) -> NMFRun:
+def run_schedule(instance: NMFInstance, spec: NMFSchedule, budget: int) -> NMFRun:
     """One solver run of ``spec`` on ``instance`` (seeded by the instance)."""
     return solve(instance.problem, oracle=instance.oracle, steps=budget, seed=instance.seed,
                  lr_fraction=spec.lr_fraction, scheduler_factory=spec.factory)

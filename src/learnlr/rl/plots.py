@@ -1,34 +1,18 @@
-"""Plots of learned vs hand-made schedules (matplotlib, Agg backend: no display needed)."""
+"""Plots of learned vs hand-made schedules (matplotlib's object API: no display needed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from learnlr.plotting import new_figure, save_figure
 from learnlr.rl.evaluation import InstanceResult
 
 __all__ = ["plot_instance", "plot_ratio_histogram"]
 
 
-
-def _save(fig, path: str | Path) -> Path:
-    """Lay out, write (creating the folder) and close ``fig``; return the path."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 def plot_instance(result: InstanceResult, path: str | Path) -> Path:
     """Loss (top) and LR relative to the stability bound (bottom) per schedule family."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig, (ax_loss, ax_lr) = new_figure(2, 1, figsize=(7, 6), sharex=True)
     for family, run in sorted(result.runs.items()):
         ax_loss.semilogy(run.losses, label=f"{family} ({result.steps[family]} steps)")
         ax_lr.semilogy([lr / b for lr, b in zip(run.lrs, run.bounds, strict=True)], label=family)
@@ -38,22 +22,17 @@ def plot_instance(result: InstanceResult, path: str | Path) -> Path:
     ax_loss.legend(fontsize=8)
     ax_lr.set_ylabel("lr / stability bound")
     ax_lr.set_xlabel("SGD step")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ratio_histogram(results: list[InstanceResult], path: str | Path,
                          goal: float = 0.7) -> Path:
     """Histogram of steps(rl) / steps(best step decay) over instances."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ratios = [r.steps["rl"] / r.steps["step"] for r in results]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = new_figure(figsize=(6, 3.5))
     ax.hist(ratios, bins=20, color="tab:blue")
     ax.axvline(goal, color="tab:red", ls="--", label=f"goal {goal}x")
     ax.set_xlabel("steps to target: learned / best step decay")
     ax.set_ylabel("instances")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

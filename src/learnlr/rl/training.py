@@ -1,4 +1,5 @@
-"""PPO training of an LR policy on :class:`LRControlEnv` (needs the ``learnlr[rl]`` extra).
+"""PPO training of an LR policy on the environments of :func:`learnlr.rl.make_env`
+(needs the ``learnlr[rl]`` extra).
 
 The trained actor is exported to a :class:`PolicyNetwork` (safetensors + JSON); SB3's own
 ``.zip`` (which pickles parts of the model) is never written or read.
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learnlr.rl.env import REWARDS, LRControlEnv
+from learnlr.rl.env import REWARDS, make_env
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
 
 __all__ = ["TrainConfig", "load_actor_into_sb3", "make_ppo", "train_policy"]
@@ -127,21 +128,21 @@ class TrainConfig:
 
 
 def make_ppo(config: TrainConfig) -> Any:
-    """An SB3 PPO model on ``n_envs`` seeded :class:`LRControlEnv` copies (or
-    :class:`~learnlr.rl.workload_env.WorkloadLRControlEnv` for benchmark workloads)."""
+    """An SB3 PPO model on ``n_envs`` seeded copies of :func:`learnlr.rl.env.make_env`'s
+    environment (NMF, or :class:`~learnlr.rl.workload_env.WorkloadLRControlEnv` for benchmark
+    workloads)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    env_kwargs = {"workload": "nmf", "budget_steps": config.budget_steps,
-                  "steps_per_action": config.steps_per_action,
-                  "max_log_change": config.max_log_change,
-                  "min_relative_lr": config.min_relative_lr, "reward": config.reward}
-    env_class: Any = LRControlEnv
     if config.uses_benchmark_workloads:
-        from learnlr.rl.workload_env import WorkloadLRControlEnv
-
-        env_class, env_kwargs = WorkloadLRControlEnv, config.make_env_kwargs()
-    vec_env = make_vec_env(env_class, n_envs=config.n_envs, seed=config.seed,
+        env_kwargs = config.make_env_kwargs()
+        env_kwargs["workload"] = env_kwargs.pop("workloads")
+    else:
+        env_kwargs = {"workload": "nmf", "budget_steps": config.budget_steps,
+                      "steps_per_action": config.steps_per_action,
+                      "max_log_change": config.max_log_change,
+                      "min_relative_lr": config.min_relative_lr, "reward": config.reward}
+    vec_env = make_vec_env(make_env, n_envs=config.n_envs, seed=config.seed,
                            env_kwargs=env_kwargs)
     policy_kwargs = {"net_arch": {"pi": list(config.hidden_sizes), "vf": list(config.hidden_sizes)},
                      "activation_fn": nn.Tanh, "log_std_init": config.log_std_init}

@@ -2,9 +2,10 @@
 
 The deep-network counterpart of :class:`learnlr.rl.env.LRControlEnv` (NMF). An episode trains
 one :mod:`learnlr.bench` workload (drawn per episode from ``workloads``) with one optimizer
-(drawn from ``optimizers``) exactly the way the benchmark runner does
-(:func:`learnlr.bench.runner.run_cell`: ``batch`` -> ``zero_grad`` -> ``loss`` -> ``backward``
--> ``step``), while the agent controls the learning rate with the *same* contract as
+(drawn from ``optimizers``) with the benchmark runner's own loop
+(:class:`learnlr.bench.runner.TrainingRun`, the loop of :func:`~learnlr.bench.runner.run_cell`,
+driven here between decisions; same seeding of the batch generator and of the global RNGs),
+while the agent controls the learning rate with the *same* contract as
 :class:`learnlr.rl.scheduler.RLScheduler` without a stability bound:
 
 * **Decision timing.** ``RLScheduler`` decides on its calls 0, K, 2K, ... (K =
@@ -28,10 +29,11 @@ loss over its window: ``log(mean(previous window)) - log(mean(this window))`` (t
 "window" is step 0's loss), which telescopes to ``log(loss_0 / mean(last window))``. At the end
 of the budget the validation loss is evaluated once and ``terminal_weight * log(val_0 /
 val_T)`` is added (``val_0``: the untrained model, evaluated at :meth:`reset`); only two
-evaluations per episode, so training stays cheap. The end of the budget *terminates* the
-episode (the run is over; the budget fraction is part of the observation). A divergence (a
-non-finite training loss, or one above ``1e3 x`` step 0's loss, or a non-finite final
-validation loss) ends the episode with ``-divergence_penalty``.
+evaluations per episode, so training stays cheap. The end of the budget *truncates* the
+episode, as in :class:`learnlr.rl.env.LRControlEnv`. A divergence (a training loss that
+:func:`learnlr.control.divergence.has_diverged` flags: non-finite or above ``1e3 x`` step 0's
+loss, or a non-finite final validation loss) terminates the episode with
+``-divergence_penalty``.
 
 **Base LR.** ``base_lr=None`` (default) uses the centre of the suite's base-LR grid
 (:meth:`learnlr.bench.suites.Suite.lr_grid`: SGD 0.1, AdamW 3e-3, Adagrad 3e-2); ``"grid"``
@@ -42,7 +44,9 @@ is used where it has an entry, the grid centre elsewhere.
 **Determinism.** Each episode draws its workload, optimizer, base LR (``"grid"``) and workload
 seed (from ``range(data_seeds)``; workloads cache their data split per seed) from
 ``self.np_random``; the workload seed then fixes the data split, the initial weights and the
-batch generator (as in ``run_cell``). Same ``reset(seed=...)``, same episode.
+batch generator and the run's global RNG states (:class:`learnlr.bench.runner.RunRNG`, swapped
+in only while the run computes, so the agent's own random numbers do not perturb it). Same
+``reset(seed=...)``, same episode.
 """
 
 from __future__ import annotations
@@ -51,11 +55,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
-import torch
 
-from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
+from learnlr.bench.runner import TrainingRun
+from learnlr.bench.schedules import OPTIMIZERS, TrainingHooks, make_optimizer
+from learnlr.bench.suites import SUITES
+from learnlr.bench.workloads import WORKLOADS, shared_workload
+from learnlr.control.divergence import has_diverged
+from learnlr.rl.base_env import LRControlBase
+from learnlr.rl.features import ObservationBuilder
 from learnlr.rl.scheduler import apply_lr_action, grad_norm_of
 
 __all__ = ["WorkloadLRControlEnv", "default_base_lr", "grad_norm_of"]
@@ -69,8 +77,6 @@ BaseLR = float | str | Mapping[tuple[str, str], float] | None
 
 def default_base_lr(optimizer: str, suite: str = "quick") -> float:
     """Centre of ``suite``'s base-LR grid for ``optimizer`` (SGD 0.1, AdamW 3e-3 for quick)."""
-    from learnlr.bench.suites import SUITES
-
     grid = SUITES[suite].lr_grid(optimizer)
     return float(grid[len(grid) // 2])
 
@@ -87,7 +93,7 @@ def _names(value: str | Sequence[str], what: str) -> tuple[str, ...]:
     return names
 
 
-class WorkloadLRControlEnv(gym.Env):
+class WorkloadLRControlEnv(LRControlBase):
     """Learning-rate control of a benchmark workload's training run, as a gymnasium env.
 
     Args:
@@ -118,8 +124,6 @@ class WorkloadLRControlEnv(gym.Env):
         ((7,), 'digits-cnn')
     """
 
-    metadata = {"render_modes": []}
-
     def __init__(
         self,
         workloads: str | Sequence[str] = "digits-cnn",
@@ -138,11 +142,9 @@ class WorkloadLRControlEnv(gym.Env):
         divergence_penalty: float = 10.0,
         data_seeds: int = 16,
     ) -> None:
-        super().__init__()
-        from learnlr.bench.schedules import OPTIMIZERS
-        from learnlr.bench.suites import SUITES
-        from learnlr.bench.workloads import WORKLOADS
-
+        super().__init__(seed, steps_per_action=steps_per_action, max_log_change=max_log_change,
+                         min_relative_lr=min_relative_lr, feature_window=feature_window,
+                         divergence_penalty=divergence_penalty)
         self.workloads = _names(workloads, "workloads")
         self.optimizers = _names(optimizers, "optimizers")
         for name in self.workloads:
@@ -158,8 +160,6 @@ class WorkloadLRControlEnv(gym.Env):
                                  f"{sorted(OPTIMIZERS)}")
         if suite not in SUITES:
             raise ValueError(f"suite must be one of {sorted(SUITES)}, got {suite!r}")
-        if not isinstance(steps_per_action, int) or steps_per_action < 1:
-            raise ValueError(f"steps_per_action must be an integer >= 1, got {steps_per_action!r}")
         budgets = {}
         for name in self.workloads:
             budget = WORKLOADS[name].budget_steps[suite] if budget_steps is None else budget_steps
@@ -167,10 +167,6 @@ class WorkloadLRControlEnv(gym.Env):
                 raise ValueError(f"budget_steps must be an integer > steps_per_action "
                                  f"({steps_per_action}), got {budget!r} for {name!r}")
             budgets[name] = budget
-        if not (0 < max_log_change <= 5):
-            raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
-        if not (0 < min_relative_lr < 1):
-            raise ValueError(f"min_relative_lr must be in (0, 1), got {min_relative_lr}")
         if not (max_lr_factor >= 1 and math.isfinite(max_lr_factor)):
             raise ValueError(f"max_lr_factor must be a finite value >= 1, got {max_lr_factor}")
         if not (terminal_weight >= 0 and math.isfinite(terminal_weight)):
@@ -181,19 +177,9 @@ class WorkloadLRControlEnv(gym.Env):
         self.suite = suite
         self.budgets = budgets
         self.base_lr_spec = base_lr
-        self.steps_per_action = steps_per_action
-        self.max_log_change = max_log_change
-        self.min_relative_lr = min_relative_lr
         self.max_lr_factor = max_lr_factor
-        self.feature_window = feature_window
         self.terminal_weight = terminal_weight
-        self.divergence_penalty = divergence_penalty
         self.data_seeds = data_seeds
-        self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT, (ObservationBuilder.dim,),
-                                                dtype=np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
-        self._initial_seed = seed
-        self._seeded = False
         self.loss_history: list[float] = []
         """Per-optimizer-step training losses of the current episode."""
         self.lr_history: list[float] = []
@@ -217,8 +203,6 @@ class WorkloadLRControlEnv(gym.Env):
     def _pick_base_lr(self, workload: str, optimizer: str) -> float:
         spec = self.base_lr_spec
         if spec == "grid":
-            from learnlr.bench.suites import SUITES
-
             grid = SUITES[self.suite].lr_grid(optimizer)
             return float(grid[int(self.np_random.integers(len(grid)))])
         if isinstance(spec, Mapping):
@@ -234,36 +218,19 @@ class WorkloadLRControlEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Draw a run, train its step 0 at the base LR and return the first observation."""
-        from learnlr.bench.runner import get_workload_instance
-        from learnlr.bench.schedules import make_optimizer
-
-        if seed is None and not self._seeded:
-            seed = self._initial_seed
-        super().reset(seed=seed)
-        self._seeded = True
-        rng = self.np_random
-        self.workload_name = self.workloads[int(rng.integers(len(self.workloads)))]
-        self.optimizer_name = self.optimizers[int(rng.integers(len(self.optimizers)))]
-        self.base_lr = self._pick_base_lr(self.workload_name, self.optimizer_name)
-        self.run_seed = int(rng.integers(self.data_seeds))
-        self.budget = self.budgets[self.workload_name]
-
-        self.workload = get_workload_instance(self.workload_name)
-        self.workload.setup(self.run_seed)
-        self.model = self.workload.make_model(self.run_seed)
-        self.optimizer = make_optimizer(self.optimizer_name, self.model.parameters(), self.base_lr)
-        self.generator = torch.Generator().manual_seed(self.run_seed)
-        self.val_initial = self._evaluate() if self.terminal_weight > 0 else float("nan")
-        self.model.train()
+        self._seed_episode(seed)
+        self._start_run()
         self.loss_history, self.lr_history = [], []
         self.step_index = 0
         self.val_loss: float | None = None
         self.diverged = False
-        loss = self._train_step(0)
+        with self.run.rng.active():
+            self.val_initial = self.run.evaluate() if self.terminal_weight > 0 else float("nan")
+            loss = self._train_step()
         self.initial_loss = loss
         self.loss = loss
         self.features = ObservationBuilder(self.feature_window)
-        if not self._is_finite_loss(loss):
+        if has_diverged(loss, loss):
             # Step 0 itself blew up: report it on the first step() call.
             self.diverged = True
             return np.zeros(self.observation_space.shape, dtype=np.float32), self._info()
@@ -275,42 +242,36 @@ class WorkloadLRControlEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply the LR change, run up to ``steps_per_action`` optimizer steps, observe."""
-        zeros = np.zeros(self.observation_space.shape, dtype=np.float32)
         if self.diverged:
-            return zeros, -self.divergence_penalty, True, False, self._info()
-        a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+            return self._diverged()
+        a = self._action_value(action)
         self._apply_action(a)
         last = min(self.step_index + self.steps_per_action, self.budget - 1)
         losses: list[float] = []
-        while self.step_index < last:
-            loss = self._train_step(self.step_index + 1)
-            self.step_index += 1
-            losses.append(loss)
-            if not self._is_finite_loss(loss):
-                self.diverged = True
-                return zeros, -self.divergence_penalty, True, False, self._info()
-            self.features.record(loss)
+        with self.run.rng.active():
+            while self.step_index < last:
+                loss = self._train_step()
+                self.step_index += 1
+                losses.append(loss)
+                if has_diverged(loss, self.initial_loss):
+                    return self._diverged()
+                self.features.record(loss)
         self.loss = losses[-1]
         mean = float(np.mean(losses))
         floor = LOSS_FLOOR * self.initial_loss
         reward = _log(self.window_mean, floor) - _log(mean, floor)
         self.window_mean = mean
-        grad_norm = grad_norm_of(self.optimizer)
-        if self.step_index >= self.budget - 1:  # the run is over
-            if self.terminal_weight > 0:
-                self.val_loss = self._evaluate()
-                if not math.isfinite(self.val_loss):
-                    self.diverged = True
-                    return zeros, -self.divergence_penalty, True, False, self._info()
-                floor = LOSS_FLOOR * self.val_initial
-                reward += self.terminal_weight * (_log(self.val_initial, floor)
-                                                  - _log(self.val_loss, floor))
-            obs = self.features.observe(self.loss, grad_norm, self.lr, self.base_lr,
-                                        self.step_index / self.budget)
-            return obs, float(reward), True, False, self._info()
-        obs = self.features.observe(self.loss, grad_norm, self.lr, self.base_lr,
-                                    self.step_index / self.budget)
-        return obs, float(reward), False, False, self._info()
+        over = self.step_index >= self.budget - 1
+        if over and self.terminal_weight > 0:
+            if not math.isfinite(self.val_loss):  # evaluated by the loop after the last step
+                return self._diverged()
+            floor = LOSS_FLOOR * self.val_initial
+            reward += self.terminal_weight * (_log(self.val_initial, floor)
+                                              - _log(self.val_loss, floor))
+        obs = self.features.observe(self.loss, grad_norm_of(self.optimizer), self.lr,
+                                    self.base_lr, self.step_index / self.budget)
+        # The budget truncates the episode (as in LRControlEnv): the run is cut, not finished.
+        return obs, float(reward), False, over, self._info()
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -318,33 +279,41 @@ class WorkloadLRControlEnv(gym.Env):
         """The current LR of the optimizer's first parameter group."""
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def _start_run(self) -> None:
+        """Draw the episode's run and start it with the benchmark runner's loop."""
+        rng = self.np_random
+        self.workload_name = self.workloads[int(rng.integers(len(self.workloads)))]
+        self.optimizer_name = self.optimizers[int(rng.integers(len(self.optimizers)))]
+        self.base_lr = self._pick_base_lr(self.workload_name, self.optimizer_name)
+        self.run_seed = int(rng.integers(self.data_seeds))
+        self.budget = self.budgets[self.workload_name]
+        self.workload = shared_workload(self.workload_name)
+
+        def build(params: Any) -> TrainingHooks:
+            # The plain column optimizer: the agent is the schedule.
+            return TrainingHooks(make_optimizer(self.optimizer_name, params, self.base_lr))
+
+        self.run = TrainingRun.start(self.workload, self.run_seed, build, self.budget)
+        self.model, self.optimizer = self.run.model, self.run.hooks.optimizer
+        self._steps = self.run.steps(eval_every=None, final_eval=self.terminal_weight > 0)
+
     def _apply_action(self, a: float) -> None:
         apply_lr_action(self.optimizer, a, self.max_log_change,
                         self.min_relative_lr * self.base_lr, self.max_lr_factor * self.base_lr)
 
-    def _train_step(self, step: int) -> float:
-        # The loop body of learnlr.bench.runner.run_cell.
-        batch = self.workload.batch(step, self.generator)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.workload.loss(self.model, batch)
-        loss.backward()
-        self.optimizer.step()
-        value = float(loss.detach())
-        self.loss_history.append(value)
-        self.lr_history.append(self.lr)
-        return value
+    def _train_step(self) -> float:
+        """One optimizer step of the runner's loop (which evaluates after the last one)."""
+        outcome = next(self._steps)
+        self.loss_history.append(outcome.loss)
+        self.lr_history.append(outcome.lr)
+        if outcome.val_loss is not None:
+            self.val_loss = outcome.val_loss
+        return outcome.loss
 
-    def _is_finite_loss(self, loss: float) -> bool:
-        if not math.isfinite(loss):
-            return False
-        return not (self.step_index > 0 and loss > 1e3 * self.initial_loss)
-
-    def _evaluate(self) -> float:
-        self.model.eval()
-        with torch.no_grad():
-            result = self.workload.evaluate(self.model)
-        self.model.train()
-        return float(result.loss)
+    def _diverged(self) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self.diverged = True
+        zeros = np.zeros(self.observation_space.shape, dtype=np.float32)
+        return zeros, -self.divergence_penalty, True, False, self._info()
 
     def _info(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,7 @@
 """PyTorch adapters: GreedyLR as an LRScheduler, and optimizer-level peers used by the benchmark."""
 
-from learnlr.torch.greedy import GreedyLR
+from learnlr._lazy import lazy_names
 
 __all__ = ["GreedyLR"]
+
+__getattr__, __dir__ = lazy_names(__name__, {"GreedyLR": "learnlr.torch.greedy"})

@@ -57,20 +57,40 @@ class GreedyLR(LRScheduler):
     Raises each group's LR (divides by ``factor``) while the smoothed metric keeps beating its best
     value, lowers it (multiplies by ``factor``) when it stops, within ``[min_lr, max_lr]``.
 
+    **Pass ``total_steps``** (the number of optimizer steps in the run) for the budget-aware
+    schedule: the LR is GreedyLR's decision times an envelope with an optional linear LR warmup
+    (``warmup_steps``) and a final 1-sqrt anneal to ~0 over the last ``anneal_fraction`` of the
+    steps; the defaults then let GreedyLR move the LR 10x either way within half of the stable
+    phase (for a base LR 10x off). Without ``total_steps`` it is the purely reactive rule of the
+    paper (no anneal, LR within 0.1x-1x of the initial LR). :mod:`learnlr.control.schedule`
+    documents both default sets and the phase rules; docs/greedylr.md has the evidence.
+
     Args:
         optimizer: the wrapped optimizer.
+        total_steps: optimizer steps in the run (None: reactive, no envelope). Stepping past it
+            holds the final LR. In budget mode GreedyLR owns the LR: a value set in the optimizer
+            by someone else is overwritten at the next call.
+        warmup_steps: linear LR warmup from ``lr / warmup_steps`` to the initial LR over this
+            many steps (needs ``total_steps``); metrics of warmup updates are not acted on.
+        anneal_fraction: fraction of ``total_steps`` in the final anneal (0 = none). WSD: 0.2.
+        adaptation: with a budget and no explicit ``patience``: the fraction of the stable phase
+            in which the LR can move 10x (sets the patience from the budget). Default 0.5.
         mode: ``"min"`` (loss) or ``"max"`` (accuracy-like metric).
-        factor: multiplicative step in (0, 1). Paper: 0.95.
-        patience: act after more than this many consecutive better / non-better calls. Paper: 10.
+        factor: multiplicative step in (0, 1). Default 0.95 (paper); 0.9 with a budget.
+        patience: act after more than this many consecutive better / non-better calls. Default
+            10 (paper); with a budget, derived from it (see ``adaptation``).
         threshold: minimum improvement over the best value that counts (>= 0).
         threshold_mode: ``"rel"`` (fraction of ``abs(best)``) or ``"abs"`` (metric units).
-        cooldown: after a decrease, keep decreasing for this many more calls (Amazon's article).
-        warmup: after an increase, keep increasing for this many more calls (Amazon's article).
-        min_lr: float, per-group list, or None = 0.1 x each group's initial LR (the paper's bound).
-        max_lr: float, per-group list, or None = each group's initial LR (1x; pass a larger
-            value to let GreedyLR explore above it, e.g. to rescue a too-small LR).
-        window: rolling mean over the last ``window`` finite metrics (1 = off). Paper: 50 on the
-            per-step training loss; use 1 when stepping once per evaluation.
+        keep_decreasing: after a decrease, keep decreasing for this many more calls (the
+            article's "cooldown" stage).
+        keep_increasing: after an increase, keep increasing for this many more calls (the
+            article's "warmup" stage; *not* an LR warmup, which is ``warmup_steps``).
+        min_lr: float, per-group list, or None = 0.1 x each group's initial LR.
+        max_lr: float, per-group list, or None = each group's initial LR (1x) without a budget,
+            10x with one.
+        window: rolling mean over the last ``window`` finite metrics (1 = off). Default 50 (paper,
+            per-step training loss); with a budget at most a tenth of the stable phase. When
+            stepping once per evaluation use ``learnlr.control.greedy.PER_EVAL``.
         reset_after: after this many decreases attempted at ``min_lr``, restore the initial LRs and
             clear the state (None = never).
         reduce: how to combine the metric across ranks when ``torch.distributed`` is initialised

@@ -1,0 +1,94 @@
+"""The RL schedules: shipped PPO policies as :class:`~learnlr.rl.scheduler.RLScheduler`,
+registered when this module is imported (the registries import it through
+:mod:`learnlr.plugins`) into the benchmark's :data:`learnlr.bench.schedules.SCHEDULES`
+(``rl``, ``rl_deep``) and the NMF solver's :data:`learnlr.nmf.schedules.NMF_SCHEDULES` (``rl``).
+
+Light on purpose: importing it loads neither gymnasium nor stable-baselines3; the scheduler and
+the policy files are only read when a cell is built or hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learnlr.bench.schedules import (
+    BuildContext,
+    ScheduleSpec,
+    TrainingHooks,
+    make_optimizer,
+    register_schedule,
+)
+from learnlr.nmf.schedules import NMFSchedule, register_nmf_schedule
+
+__all__ = ["learned_schedule", "policy_fingerprint"]
+
+
+def policy_fingerprint(name: str) -> Callable[[], str]:
+    """Digest of a shipped policy's files: part of the cell's config hash, so a retrained policy
+    does not reuse the cells the old one produced."""
+
+    def digest() -> str:
+        from learnlr.rl.scheduler import pretrained_path
+
+        stem = pretrained_path(name)
+        h = hashlib.sha256()
+        for suffix in (".safetensors", ".json"):
+            h.update(stem.with_suffix(suffix).read_bytes())
+        return f"policy-sha256:{h.hexdigest()[:16]}"
+
+    return digest
+
+
+def _pretrained(name: str) -> Callable[[Sequence[torch.nn.Parameter], BuildContext], TrainingHooks]:
+    def build(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
+        from learnlr.rl.scheduler import RLScheduler
+
+        opt = make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
+        # No stability bound on a benchmark workload: the LR is relative to the base LR and
+        # capped at 10x; one decision every 10 steps.
+        sched = RLScheduler.pretrained(name, opt, total_steps=ctx.budget_steps)
+        return TrainingHooks(opt, sched, step_on="step_loss")
+
+    return build
+
+
+# `rl`: the PPO policy trained on NMF only (a transfer test, not a tuned deep-net agent).
+# `rl_deep`: trained on benchmark workloads (learnlr.rl.workload_env; the train/held-out split
+# is in its JSON). Placed after hf_greedy, where they always stood in the report's order.
+register_schedule(ScheduleSpec(
+    "rl", "adaptive",
+    "learnlr RLScheduler: PPO policy trained on NMF, stepped on the training loss",
+    _pretrained("nmf"), requires=("safetensors",), fingerprint=policy_fingerprint("nmf"),
+), after="hf_greedy")
+register_schedule(ScheduleSpec(
+    "rl_deep", "adaptive",
+    "learnlr RLScheduler: PPO policy trained on benchmark workloads, training loss",
+    _pretrained("deep"), requires=("safetensors",), fingerprint=policy_fingerprint("deep"),
+), after="rl")
+
+
+def learned_schedule(policy: Any, budget: int, lr_fraction: float = 1.0) -> NMFSchedule:
+    """A policy (a :class:`~learnlr.rl.policy.PolicyNetwork` or a saved policy's path stem) as
+    an NMF schedule: a bound-aware :class:`~learnlr.rl.scheduler.RLScheduler`."""
+
+    def factory(optimizer: torch.optim.Optimizer, nmf: Any) -> Any:
+        from learnlr.rl.scheduler import RLScheduler
+
+        return RLScheduler(optimizer, policy, total_steps=budget, lr_bound=nmf.stability_bound)
+
+    return NMFSchedule("rl", "rl", lr_fraction, factory)
+
+
+def _shipped_nmf_policy(budget: int) -> NMFSchedule:
+    from learnlr.rl.scheduler import pretrained_path
+
+    path: Path = pretrained_path("nmf")
+    return learned_schedule(path, budget)
+
+
+register_nmf_schedule("rl", _shipped_nmf_policy)
