@@ -98,7 +98,7 @@ def ship(source: Path, retrain_command: str) -> Path:
 
 def evaluate(out: Path, workloads: tuple[str, ...], seeds: int) -> tuple[list[dict], Path]:
     """Run the held-out comparison with the benchmark runner; returns the cells and store dir."""
-    from learnlr.bench.backends import BenchRequest, run_benchmark
+    from learnlr.bench.benchmark import BenchRequest, run_benchmark
     from learnlr.bench.store import ExperimentStore
     from learnlr.bench.suites import SUITES
     from learnlr.rl.scheduler import pretrained_path

@@ -6,6 +6,8 @@ network). Registered through the harness's plugin mechanism: ``--plugin bench_to
 
 from __future__ import annotations
 
+import os
+
 import torch
 from sklearn.datasets import load_breast_cancer
 from torch import nn
@@ -14,11 +16,24 @@ from learnlr.bench.workloads.base import EvalResult, Workload
 
 TOY_PLUGIN = "bench_toy_workload"
 """Module name to pass as ``--plugin`` (tests/bench is on the import path under pytest)."""
+CALL_LOG_ENV = "LEARNLR_TOY_CALL_LOG"
+"""If set, every cell trained on a toy workload appends "pid workload seed" to this file, so
+the concurrency test can count computations independently of the store."""
 
 
 def strip_timing(summary: dict) -> dict:
     """The summary without wall times (the only part that may differ between runs)."""
     return {k: v for k, v in summary.items() if k != "timing"}
+
+
+def _log_call(workload: str, seed: int) -> None:
+    path = os.environ.get(CALL_LOG_ENV)
+    if path:  # O_APPEND: lines from several processes never interleave
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{os.getpid()} {workload} {seed}\n".encode())
+        finally:
+            os.close(fd)
 
 
 class ToyLogReg(Workload):
@@ -48,6 +63,7 @@ class ToyLogReg(Workload):
         self._seed = seed
 
     def make_model(self, seed: int) -> nn.Module:
+        _log_call(self.name, seed)
         torch.manual_seed(seed)
         return nn.Linear(30, 1)
 
@@ -103,6 +119,7 @@ class ToyLinReg(ToyLogReg):
         self._seed = seed
 
     def make_model(self, seed: int) -> nn.Module:
+        _log_call(self.name, seed)
         torch.manual_seed(seed)
         return nn.Linear(10, 1)
 
@@ -116,3 +133,14 @@ class ToyLinReg(ToyLogReg):
 
 
 WORKLOADS[ToyLinReg.name] = ToyLinReg
+
+
+class ToyTinyOnly(ToyLogReg):
+    """A workload with a budget for the tiny suite only (``--suite quick`` must refuse it)."""
+
+    name = "toy-tiny-only"
+    budget_steps = {"tiny": 30}
+    eval_every = {"tiny": 10}
+
+
+WORKLOADS[ToyTinyOnly.name] = ToyTinyOnly

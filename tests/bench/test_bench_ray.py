@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench_toy_workload import TOY_PLUGIN, strip_timing
 
-from learnlr.bench.backends import BenchRequest, run_benchmark
+from learnlr.bench.benchmark import BenchRequest, run_benchmark
 from learnlr.bench.report import write_report
 from learnlr.bench.suites import SUITES
 

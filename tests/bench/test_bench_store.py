@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
+from learnlr.bench.leases import Heartbeat, Owner, pid_exists
 from learnlr.bench.runner import CellConfig, CellResult
-from learnlr.bench.store import ExperimentStore
+from learnlr.bench.store import ExperimentStore, StoreError
 
 
 def _result(schedule: str, seed: int, final: float | None, steps: int = 5) -> CellResult:
@@ -114,3 +120,65 @@ def test_a_replanned_cell_supersedes_the_old_main_cell(tmp_path):
         assert [c.hash for c in store.cells(purpose="superseded")] == [old_rl.config.hash]
         # Its data stays readable.
         assert store.trajectory(old_rl.config.hash).lr == old_rl.trajectory_lr
+
+
+# -- claims: several processes on one store ----------------------------------------------------
+
+
+def _owner(pid: int | None = None, token: str = "t") -> Owner:
+    return Owner(socket.gethostname(), os.getpid() if pid is None else pid, token)
+
+
+def test_claims_are_exclusive_between_owners_and_cleared_by_storing(tmp_path):
+    configs = [_result("cosine", seed, 0.5).config for seed in range(3)]
+    path = tmp_path / "runs.sqlite"
+    a, b = _owner(token="a"), _owner(token="b")
+    with ExperimentStore(path) as store_a, ExperimentStore(path) as store_b:
+        assert store_a.claim(configs, a, limit=2) == configs[:2]
+        assert store_b.claim(configs, b, limit=5) == configs[2:]  # a's are taken
+        assert store_b.claim(configs, b, limit=5) == [configs[2]]  # its own: claimable again
+        assert store_a.write_cell(_result("cosine", 0, 0.5), suite="tiny", purpose="main")
+        assert sorted(store_a.claims()) == sorted(
+            [(configs[1].hash, a.key), (configs[2].hash, b.key)])
+        assert store_b.claim(configs, b, limit=5) == [configs[2]]  # stored ones are skipped
+        store_b.release_claims(b)
+        assert store_a.claims() == [(configs[1].hash, a.key)]
+
+
+def test_claims_of_a_dead_process_are_taken_over(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = _owner(pid=int(gone.stdout), token="dead")
+    assert not pid_exists(dead.pid)
+    config = _result("cosine", 0, 0.5).config
+    with ExperimentStore(tmp_path / "runs.sqlite") as store:
+        assert store.claim([config], dead, limit=1) == [config]
+        assert store.claim([config], _owner(token="live"), limit=1) == [config]
+        assert store.claims() == [(config.hash, _owner(token="live").key)]
+
+
+def test_stale_claims_are_taken_over_and_heartbeat_keeps_them(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    config = _result("cosine", 0, 0.5).config
+    holder, other = _owner(token="holder"), _owner(token="other")
+    with ExperimentStore(path) as store:
+        assert store.claim([config], holder, limit=1) == [config]
+        time.sleep(0.3)
+        # The holder's pid is alive (it is this process), but its claim was not renewed.
+        assert store.claim([config], other, limit=1, stale_after=0.2) == [config]
+        assert store.claim([config], holder, limit=1) == []  # other is live and fresh
+        store.release_claims(other)
+        assert store.claim([config], holder, limit=1) == [config]
+        with Heartbeat(path, holder, interval=0.05):
+            time.sleep(0.4)
+            assert store.claim([config], other, limit=1, stale_after=0.2) == []
+
+
+def test_store_refuses_files_it_does_not_recognise(tmp_path):
+    garbage = tmp_path / "runs.sqlite"
+    garbage.write_bytes(b"\x00\x01not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        ExperimentStore(garbage)
+    with pytest.raises(StoreError, match="no such store"):
+        ExperimentStore(tmp_path / "missing.sqlite", readonly=True)
+    assert not (tmp_path / "missing.sqlite").exists()

@@ -1,47 +1,42 @@
 """``learnlr bench``, ``learnlr report`` and ``learnlr list``.
 
-Exit codes: 0 success, 2 bad usage (unknown names, malformed option values, missing store).
+Every option is checked here, once, before any work starts; past that point, errors a user can
+cause (an unusable store, an unwritable folder, Ctrl-C) become one line on stderr.
+Exit codes: 0 success, 2 bad usage or an unusable store / output folder, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import shlex
+import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from learnlr.bench.backends import (
-    BACKENDS,
-    BenchRequest,
-    Progress,
-    default_workers,
-    run_benchmark,
-)
-from learnlr.bench.runner import CellResult, load_workloads
+from learnlr.bench.backends import BACKENDS, default_workers
+from learnlr.bench.benchmark import BenchRequest, Progress, run_benchmark, workload_budget
+from learnlr.bench.records import CellConfig
 from learnlr.bench.schedules import OPTIMIZERS, SCHEDULES, expand_schedule_names
+from learnlr.bench.store import STORE_FILENAME, StoreError
 from learnlr.bench.suites import SUITES
+from learnlr.bench.workloads import load_workloads
+from learnlr.cli_args import positive_int
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
+
+
+class UsageError(Exception):
+    """A bad option value found while checking (the message names the option)."""
 
 
 def _names(value: str) -> list[str]:
     """Accept both ``--schedules a b`` and ``--schedules a,b``."""
     return [v for v in value.split(",") if v]
-
-
-def _positive_int(option: str):  # noqa: ANN202 - argparse type factory
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{option} must be an integer >= 1, got {value!r}") from None
-        if number < 1:
-            raise argparse.ArgumentTypeError(f"{option} must be an integer >= 1, got {value!r}")
-        return number
-
-    return parse
 
 
 def _flatten(groups: list[list[str]] | None) -> list[str] | None:
@@ -53,10 +48,56 @@ def _usage_error(message: str) -> int:
     return USAGE_ERROR
 
 
-class _RichProgress(Progress):
-    """A rich progress bar with ETA, one task per phase, on stderr."""
+def _one_line_errors(command: Callable[[argparse.Namespace], int]
+                     ) -> Callable[[argparse.Namespace], int]:
+    """Turn what a user can cause into one line and an exit code, never a traceback."""
 
-    def __init__(self) -> None:
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except UsageError as exc:
+            return _usage_error(str(exc))
+        except StoreError as exc:
+            return _usage_error(str(exc))
+        except sqlite3.DatabaseError as exc:  # corruption found past the store's open checks
+            return _usage_error(f"{_store_path(args)}: {exc} (the file was left as it was)")
+        except OSError as exc:  # writing report.md / plots: unwritable folder, disk full, ...
+            if exc.filename is None:
+                return _usage_error(str(exc))
+            return _usage_error(f"{exc.filename}: {exc.strerror or exc}")
+        except KeyboardInterrupt:
+            if hasattr(args, "saved_cells"):  # bench: say what is kept and how to go on
+                print(f"\nlearnlr: interrupted; {args.saved_cells} cells saved; re-run to "
+                      f"resume ({_store_path(args)})", file=sys.stderr)
+            else:
+                print("\nlearnlr: interrupted", file=sys.stderr)
+            return INTERRUPTED
+
+    return run
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    """The store a command reads: ``report DIR``'s, or ``bench --out``'s."""
+    return Path(getattr(args, "dir", None) or getattr(args, "out", None) or ".") / STORE_FILENAME
+
+
+def _check_out_folder(option: str, folder: Path) -> None:
+    """An existing --out must be a writable folder (a file there would be a confusing error)."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{option}: {str(parent)!r} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UsageError(f"{option}: folder {str(parent)!r} is not writable")
+            return
+
+
+class _RichProgress(Progress):
+    """A rich progress bar with ETA, one task per phase, on stderr; counts the cells saved."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args  # args.saved_cells: what the Ctrl-C message reports
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -89,10 +130,13 @@ class _RichProgress(Progress):
     def phase(self, name: str, total: int) -> None:
         self._task = self._bar.add_task(name, total=total, last="")
 
-    def advance(self, result: CellResult) -> None:
-        c = result.config
+    def advance(self, config: CellConfig, *, elsewhere: bool = False) -> None:
+        c = config
+        if not elsewhere:
+            self._args.saved_cells += 1
         self._bar.update(self._task, advance=1,
-                         last=f"{c.workload}/{c.optimizer}/{c.schedule}/s{c.seed}")
+                         last=f"{c.workload}/{c.optimizer}/{c.schedule}/s{c.seed}"
+                         + (" (another process)" if elsewhere else ""))
 
 
 def _print_headline(summary: dict[str, Any]) -> None:
@@ -137,63 +181,90 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from learnlr.bench.report import REPORT_FILENAME, write_report
-
-    suite = SUITES[args.suite]
-    plugins = tuple(args.plugin or ())
+def _check_names(args: argparse.Namespace, registry: dict[str, Any]) -> None:
+    """--workloads / --optimizers / --schedules: known names, at least one each."""
     for option in ("workloads", "schedules", "optimizers"):
         if getattr(args, option) is not None and not _flatten(getattr(args, option)):
-            return _usage_error(f"--{option}: expected at least one name, got none")
-    if args.backend == "ray":
-        try:
-            import ray  # noqa: F401
-        except ModuleNotFoundError:
-            return _usage_error("--backend ray: Ray is not installed (pip install 'learnlr[ray]')")
-    try:
-        registry = load_workloads(plugins)
-    except ValueError as exc:
-        return _usage_error(f"--plugin: {exc}")
-    workloads = _flatten(args.workloads)
-    for name in workloads or ():
+            raise UsageError(f"--{option}: expected at least one name, got none")
+    for name in _flatten(args.workloads) or ():
         if name not in registry:
-            return _usage_error(
-                f"--workloads: unknown workload {name!r}; valid workloads: "
-                f"{', '.join(sorted(registry)) or '(none registered)'}")
-    if workloads is None:
-        missing = [w for w in suite.workloads if w not in registry]
-        if missing:
-            return _usage_error(
-                f"suite {suite.name!r} needs workloads that are not registered: {missing}; "
-                f"registered: {sorted(registry)}")
-    optimizers = _flatten(args.optimizers)
-    for name in optimizers or ():
+            raise UsageError(f"--workloads: unknown workload {name!r}; valid workloads: "
+                             f"{', '.join(sorted(registry)) or '(none registered)'}")
+    for name in _flatten(args.optimizers) or ():
         if name not in OPTIMIZERS:
-            return _usage_error(f"--optimizers: unknown optimizer {name!r}; valid optimizers: "
-                                f"{', '.join(OPTIMIZERS)}")
+            raise UsageError(f"--optimizers: unknown optimizer {name!r}; valid optimizers: "
+                             f"{', '.join(OPTIMIZERS)}")
+
+
+def _check_workloads(args: argparse.Namespace, registry: dict[str, Any]) -> list[str]:
+    """The workloads to run: named ones, or the suite's; each needs a budget in the suite."""
+    suite = SUITES[args.suite]
+    if args.plugin and args.workloads is None:
+        raise UsageError(
+            "--plugin: also name the plugin's workloads with --workloads (without it the "
+            f"suite's built-in workloads would run); registered: {', '.join(sorted(registry))}")
+    workloads = _flatten(args.workloads) or list(suite.workloads)
+    missing = [w for w in workloads if w not in registry]
+    if missing:
+        raise UsageError(f"suite {suite.name!r} needs workloads that are not registered: "
+                         f"{missing}; registered: {sorted(registry)}")
+    for name in workloads:
+        if workload_budget(registry[name], suite) is None:
+            entry = registry[name]
+            raise UsageError(
+                f"--suite {suite.name}: workload {name!r} has no budget for {suite.budget_key!r} "
+                f"(its budget_steps: {dict(entry.budget_steps)}, eval_every: "
+                f"{dict(entry.eval_every)}); pick another --suite or add the budget")
+    return workloads
+
+
+def _check_schedules(args: argparse.Namespace) -> list[str] | None:
+    """Known schedule names (aliases expanded) with cells in the chosen optimizer columns."""
+    suite = SUITES[args.suite]
     schedules = _flatten(args.schedules)
     if schedules is not None:
         try:
             schedules = expand_schedule_names(schedules)
         except ValueError as exc:
-            return _usage_error(f"--schedules: {exc}")
-    chosen_optimizers = optimizers or list(suite.optimizers)
+            raise UsageError(f"--schedules: {exc}") from None
+    chosen_optimizers = _flatten(args.optimizers) or list(suite.optimizers)
     chosen_schedules = schedules or list(suite.schedules)
     if not any(o in SCHEDULES[s].optimizers for s in chosen_schedules for o in chosen_optimizers):
-        return _usage_error(
+        raise UsageError(
             f"no cells: schedules {chosen_schedules} do not run in optimizer columns "
             f"{chosen_optimizers} (see `learnlr list` for each schedule's columns)")
     missing = {s: SCHEDULES[s].missing_modules() for s in chosen_schedules}
     missing = {s: m for s, m in missing.items() if m}
     if missing:
-        return _usage_error(
+        raise UsageError(
             f"--schedules: {sorted(missing)} need packages that are not installed "
             f"({sorted({m for ms in missing.values() for m in ms})}); pip install "
             "'learnlr[peers]' or leave these schedules out with --schedules")
-    request = BenchRequest(
-        suite=suite,
+    return schedules
+
+
+def _bench_request(args: argparse.Namespace) -> BenchRequest:
+    """Check every bench option; the request the runner can trust."""
+    plugins = tuple(args.plugin or ())
+    if args.backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ModuleNotFoundError:
+            raise UsageError(
+                "--backend ray: Ray is not installed (pip install 'learnlr[ray]')") from None
+    try:
+        registry = load_workloads(plugins)
+    except ValueError as exc:
+        raise UsageError(f"--plugin: {exc}") from None
+    _check_names(args, registry)
+    schedules = _check_schedules(args)
+    workloads = _check_workloads(args, registry)
+    _check_out_folder("--out", Path(args.out))
+    optimizers = _flatten(args.optimizers)
+    return BenchRequest(
+        suite=SUITES[args.suite],
         out_dir=Path(args.out),
-        workloads=None if workloads is None else tuple(workloads),
+        workloads=tuple(workloads),
         optimizers=None if optimizers is None else tuple(optimizers),
         schedules=None if schedules is None else tuple(schedules),
         seeds=args.seeds,
@@ -201,28 +272,48 @@ def _bench(args: argparse.Namespace) -> int:
         workers=args.workers or default_workers(),
         plugins=plugins,
     )
-    with _RichProgress() as progress:
+
+
+@_one_line_errors
+def _bench(args: argparse.Namespace) -> int:
+    from learnlr.bench.report import REPORT_FILENAME, write_report
+
+    args.saved_cells = 0  # counted by the progress bar; reported on Ctrl-C
+    request = _bench_request(args)
+    with _RichProgress(args) as progress:
         plan = run_benchmark(request, progress)
-    summary = write_report(request.out_dir, hashes=plan.main_hashes, plugins=plugins,
+    summary = write_report(request.out_dir, hashes=plan.main_hashes, plugins=request.plugins,
                            command=_command_line(args))
     _print_headline(summary)
+    if plan.by_others:
+        print(f"{plan.computed} cells computed here, {plan.by_others} by other processes "
+              "sharing this folder")
     print(f"report: {request.out_dir / REPORT_FILENAME}")
     return 0
 
 
+@_one_line_errors
 def _report(args: argparse.Namespace) -> int:
-    from learnlr.bench.report import REPORT_FILENAME, write_report
-    from learnlr.bench.store import STORE_FILENAME
+    from learnlr.bench.report import REPORT_FILENAME, ReportFilter, write_report
 
-    out = Path(args.dir)
-    if not (out / STORE_FILENAME).exists():
-        return _usage_error(f"DIR: no {STORE_FILENAME} in {str(out)!r} (run `learnlr bench` first)")
-    summary = write_report(out, plugins=tuple(args.plugin or ()))
+    store_dir = Path(args.dir)
+    if not (store_dir / STORE_FILENAME).is_file():
+        raise UsageError(f"DIR: no {STORE_FILENAME} in {str(store_dir)!r} "
+                         "(run `learnlr bench` first)")
+    out = Path(args.out or args.dir)
+    _check_out_folder("--out" if args.out else "DIR", out)
+    chosen = ReportFilter(suite=args.suite, workloads=_flatten(args.workloads))
+    try:
+        summary = write_report(store_dir, out_dir=out, only=chosen,
+                               plugins=tuple(args.plugin or ()))
+    except ValueError as exc:  # a filter that matches nothing in this store
+        raise UsageError(str(exc)) from None
     _print_headline(summary)
     print(f"report: {out / REPORT_FILENAME}")
     return 0
 
 
+@_one_line_errors
 def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -233,7 +324,7 @@ def _list(args: argparse.Namespace) -> int:
     try:
         registry = load_workloads(tuple(args.plugin or ()))
     except ValueError as exc:
-        return _usage_error(f"--plugin: {exc}")
+        raise UsageError(f"--plugin: {exc}") from None
     table = Table(title="workloads")
     for column in ("name", "metric", "steps tiny/quick/full"):
         table.add_column(column, no_wrap=True)
@@ -276,7 +367,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``bench``, ``report`` and ``list`` to the ``learnlr`` command line."""
     bench = subparsers.add_parser(
         "bench", help="run every schedule side by side (tune base LRs, train, report)",
-        description="Run a benchmark suite into DIR (resumable: finished cells are skipped).",
+        description="Run a benchmark suite into DIR (resumable: finished cells are skipped; "
+        "Ctrl-C keeps every finished cell). Several `learnlr bench` processes on one machine "
+        "may share DIR: they claim cells in DIR/runs.sqlite and split the work. Across machines "
+        "use --backend ray (SQLite's locks are unreliable on network file systems).",
     )
     bench.add_argument("--suite", choices=sorted(SUITES), default="quick",
                        help="which cells to run (default: quick)")
@@ -286,9 +380,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="only these schedules (aliases: sgd_hd, adam_hd, hd, greedy)")
     bench.add_argument("--optimizers", nargs="+", type=_names, metavar="NAME",
                        help=f"only these optimizer columns ({', '.join(OPTIMIZERS)})")
-    bench.add_argument("--seeds", type=_positive_int("--seeds"), metavar="N",
+    bench.add_argument("--seeds", type=positive_int, metavar="N",
                        help="seeds 0..N-1 (default: the suite's)")
-    bench.add_argument("--workers", type=_positive_int("--workers"), metavar="N",
+    bench.add_argument("--workers", type=positive_int, metavar="N",
                        help="parallel worker processes (default: one per CPU core)")
     bench.add_argument("--backend", choices=BACKENDS, default="local",
                        help="local process pool or Ray tasks (extra learnlr[ray])")
@@ -298,8 +392,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=_bench)
 
     report = subparsers.add_parser(
-        "report", help="rebuild report.md, summary.json and plots from DIR/runs.sqlite")
+        "report", help="rebuild report.md, summary.json and plots from DIR/runs.sqlite",
+        description="Summarize the comparison cells stored in DIR/runs.sqlite (all of them, or "
+        "those of one suite / some workloads) into report.md, summary.json and plots.")
     report.add_argument("dir", metavar="DIR")
+    report.add_argument("--suite", choices=sorted(SUITES),
+                        help="only cells run by this suite (a folder may hold several)")
+    report.add_argument("--workloads", nargs="+", type=_names, metavar="NAME",
+                        help="only these workloads")
+    report.add_argument("--out", metavar="FOLDER",
+                        help="write the report files here instead of DIR (DIR is only read)")
     _add_plugin(report)
     report.set_defaults(func=_report)
 

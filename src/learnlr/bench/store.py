@@ -7,11 +7,20 @@ Tables:
   tuning runs, ``"main"`` for the comparison grid) that first asked for it;
 * ``trajectory``: (cell hash, step, lr, train_loss), one row per optimizer step;
 * ``evals``: (cell hash, step, val_loss, metric, extra JSON), one row per evaluation;
-* ``base_lrs``: the chosen base LR per (workload, optimizer, budget) with the protocol JSON.
+* ``base_lrs``: the chosen base LR per (workload, optimizer, budget) with the protocol JSON;
+* ``claims``: cells being computed right now, one row per cell with its owner (host, pid and a
+  per-run token) and a heartbeat, so that several ``learnlr bench`` processes on one machine
+  split the work (see :mod:`learnlr.bench.leases`). A finished cell's claim is deleted in the
+  transaction that stores it.
 
 A cell and its trajectory are written in one transaction after the run finishes, so a process
 killed at any moment (SIGKILL included) leaves only whole cells; WAL mode keeps readers (a
 report, an RL agent) unblocked while a benchmark writes. All SQL is parameterized.
+
+The store never rewrites a file it does not recognise: a file that is not a SQLite database,
+or a SQLite database without the store's tables, raises :class:`StoreError` before anything is
+written. SQLite on a network share is not supported (its locks are unreliable there): to spread
+a benchmark across machines, use ``--backend ray``.
 
 Example::
 
@@ -31,9 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from learnlr.bench.leases import STALE_AFTER_S, Owner, holder_is_live
 from learnlr.bench.records import CellConfig, CellResult
 
 STORE_FILENAME = "runs.sqlite"
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_STORE_TABLES = {"cells", "trajectory", "evals", "base_lrs"}
+
+
+class StoreError(Exception):
+    """The store file cannot be used: not a store, corrupt, unreadable or not writable."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
@@ -77,7 +93,38 @@ CREATE TABLE IF NOT EXISTS base_lrs (
     protocol_json TEXT NOT NULL,
     PRIMARY KEY (workload, optimizer, budget_steps)
 );
+CREATE TABLE IF NOT EXISTS claims (
+    hash TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    heartbeat REAL NOT NULL
+);
 """
+
+
+def _check_is_sqlite(path: Path) -> None:
+    """Refuse a file that is not SQLite before sqlite3 sees it (it would treat it as empty)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read ({exc.strerror})") from exc
+    if head and head != _SQLITE_HEADER:
+        raise StoreError(f"{path} is not a SQLite database (corrupt or another kind of file); "
+                         "it was left as it was: move it away or choose another folder")
+
+
+def _check_tables(path: Path, conn: sqlite3.Connection) -> None:
+    """Refuse a SQLite database that holds other tables than a store's (someone else's file)."""
+    tables = {name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and not tables & _STORE_TABLES:
+        conn.close()
+        raise StoreError(f"{path} is a SQLite database but not a learnlr store (tables: "
+                         f"{', '.join(sorted(tables))}); it was left as it was")
 
 
 @dataclass
@@ -107,15 +154,38 @@ class Trajectory:
 class ExperimentStore:
     """SQLite-backed store of finished cells; safe to reopen, resume and read concurrently."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        try:
+            self._conn = self._open()
+        except sqlite3.DatabaseError as exc:  # OperationalError too: locked, unwritable, ...
+            raise StoreError(f"{self.path}: {exc} (the file was left as it was)") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        _check_is_sqlite(self.path)
+        if self.readonly:
+            if not self.path.is_file():
+                raise StoreError(f"{self.path}: no such store")
+            conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True,
+                                   isolation_level=None, timeout=60.0)
+            _check_tables(self.path, conn)
+            return conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.path.parent}: cannot create the folder "
+                             f"({exc.strerror})") from exc
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a cell is one transaction.
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process kills
-        self._conn.executescript(_SCHEMA)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
+        # Read the schema before anything writes: a corrupt file fails here, untouched.
+        _check_tables(self.path, conn)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process kills
+        conn.executescript(_SCHEMA)
+        self._conn = conn
         self._migrate_nullable_lr()
+        return conn
 
     def _migrate_nullable_lr(self) -> None:
         """Stores written before lr became nullable (NULL = non-finite LR) get the new column."""
@@ -172,8 +242,9 @@ class ExperimentStore:
                     time.time(),
                 ),
             )
-            if cur.rowcount == 0:
-                conn.execute("ROLLBACK")
+            if cur.rowcount == 0:  # stored meanwhile (a claim taken over as stale): keep it
+                conn.execute("DELETE FROM claims WHERE hash = ?", (key,))
+                conn.execute("COMMIT")
                 return False
             conn.executemany(
                 "INSERT INTO trajectory (hash, step, lr, train_loss) VALUES (?, ?, ?, ?)",
@@ -184,6 +255,7 @@ class ExperimentStore:
                     )
                 ],
             )
+            conn.execute("DELETE FROM claims WHERE hash = ?", (key,))
             conn.executemany(
                 "INSERT INTO evals (hash, step, val_loss, metric, extra_json) VALUES (?, ?, ?, ?, ?)",
                 [
@@ -196,6 +268,45 @@ class ExperimentStore:
             conn.execute("ROLLBACK")
             raise
         return True
+
+    # -- claims (several processes on one store) ---------------------------------------------
+
+    def claim(self, configs: Iterable[CellConfig], owner: Owner, limit: int, *,
+              stale_after: float = STALE_AFTER_S) -> list[CellConfig]:
+        """Claim up to ``limit`` of ``configs`` that are neither stored nor claimed by a live
+        owner; returns the claimed ones, in order. One ``BEGIN IMMEDIATE`` transaction, so two
+        processes never claim the same cell."""
+        now = time.time()
+        claimed: list[CellConfig] = []
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for config in configs:
+                if len(claimed) >= limit:
+                    break
+                if conn.execute("SELECT 1 FROM cells WHERE hash = ?", (config.hash,)).fetchone():
+                    continue
+                row = conn.execute("SELECT owner, host, pid, heartbeat FROM claims WHERE hash = ?",
+                                   (config.hash,)).fetchone()
+                if row and row[0] != owner.key and holder_is_live(*row[1:], now, stale_after):
+                    continue
+                conn.execute(
+                    "INSERT OR REPLACE INTO claims (hash, owner, host, pid, heartbeat)"
+                    " VALUES (?, ?, ?, ?, ?)", (config.hash, owner.key, owner.host, owner.pid, now))
+                claimed.append(config)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return claimed
+
+    def release_claims(self, owner: Owner) -> None:
+        """Drop ``owner``'s claims (it stopped: an error, Ctrl-C or the end of the run)."""
+        self._conn.execute("DELETE FROM claims WHERE owner = ?", (owner.key,))
+
+    def claims(self) -> list[tuple[str, str]]:
+        """(cell hash, owner key) of every claim held now."""
+        return list(self._conn.execute("SELECT hash, owner FROM claims ORDER BY hash"))
 
     def set_base_lr(
         self, workload: str, optimizer: str, budget_steps: int, base_lr: float,
@@ -271,6 +382,11 @@ class ExperimentStore:
             "SELECT results_json FROM cells WHERE hash = ?", (config.hash,)
         ).fetchone()
         return json.loads(row[0]) if row else None
+
+    def lr_ranges(self) -> dict[str, tuple[float | None, float | None]]:
+        """Cell hash -> (smallest, largest) finite LR of its trajectory (None: none finite)."""
+        rows = self._conn.execute("SELECT hash, MIN(lr), MAX(lr) FROM trajectory GROUP BY hash")
+        return {h: (lo, hi) for h, lo, hi in rows}
 
     def base_lr(self, workload: str, optimizer: str, budget_steps: int) -> float | None:
         """The cached base LR for (workload, optimizer, budget), or None."""

@@ -1,0 +1,123 @@
+"""Ctrl-C on a running `learnlr bench`, and two `learnlr bench` processes on one folder.
+
+Real subprocesses and real signals: Ctrl-C in a terminal sends SIGINT to the whole foreground
+process group (the bench and its pool workers), so the test starts bench in its own session
+and signals the group.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from bench_toy_workload import CALL_LOG_ENV, TOY_PLUGIN
+from test_bench_resume import _count
+
+from learnlr.bench.backends import InProcessExecutor
+from learnlr.bench.benchmark import BenchPlan, Progress, _Run
+from learnlr.bench.leases import Owner
+from learnlr.bench.records import CellConfig
+from learnlr.bench.store import ExperimentStore
+
+SLOW = ["bench", "--suite", "tiny", "--plugin", TOY_PLUGIN, "--workloads", "toy-logreg-slow",
+        "--optimizers", "sgd", "--schedules", "constant", "cosine", "greedy_step", "--seeds", "1"]
+N_MAIN = 3 * 3  # three schedules x three LR tracks x one seed
+
+
+def _bench(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "learnlr.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_exits_130_keeps_cells_and_rerun_resumes(tmp_path, toy_env, workers):
+    out = tmp_path / "run"
+    db = out / "runs.sqlite"
+    args = [*SLOW, "--workers", workers, "--out", str(out)]
+    proc = _bench(args, toy_env)
+    try:
+        deadline = time.monotonic() + 90
+        while _count(db) < 3 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert proc.poll() is None, "bench finished before Ctrl-C"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    match = re.search(r"(\d+) cells saved; re-run to resume", last)
+    assert match, err
+    with ExperimentStore(db) as store:
+        saved = {c.hash: c.results for c in store.cells()}
+        assert store.claims() == []  # an interrupted run leaves no cell claimed
+    assert int(match.group(1)) == len(saved) >= 3
+    assert len(saved) < 1 + N_MAIN, "run was complete before Ctrl-C"
+
+    done = subprocess.run([sys.executable, "-m", "learnlr.cli", *args], env=toy_env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with ExperimentStore(db) as store:
+        after = {c.hash: c.results for c in store.cells()}
+        assert store.count_cells("main") == N_MAIN
+    assert {h: after[h] for h in saved} == saved  # kept, not re-run
+
+
+def test_two_processes_on_one_folder_split_the_cells(tmp_path, toy_env):
+    out = tmp_path / "shared"
+    log = tmp_path / "calls.log"
+    env = {**toy_env, CALL_LOG_ENV: str(log)}
+    args = [*SLOW, "--workers", "1", "--out", str(out)]
+    procs = [_bench(args, env) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    calls = log.read_text().splitlines()
+    with ExperimentStore(out / "runs.sqlite") as store:
+        stored = store.count_cells()
+        assert store.count_cells("main") == N_MAIN
+        assert store.claims() == []
+    # Every stored cell was trained exactly once, by one of the two processes...
+    assert len(calls) == stored
+    by_pid = Counter(line.split()[0] for line in calls)
+    assert set(by_pid) == {str(p.pid) for p in procs}, by_pid  # ...and both did some.
+    for proc, (stdout, _) in zip(procs, outputs, strict=True):
+        assert f"{by_pid[str(proc.pid)]} cells computed here" in stdout
+
+
+class _RacedExecutor(InProcessExecutor):
+    """Runs each cell for real, but another connection stores it first (a stale claim taken
+    over: both processes computed it, and the first to store wins)."""
+
+    def __init__(self, store_path, plugins) -> None:
+        super().__init__(plugins)
+        self._store_path = store_path
+
+    def wait(self, timeout: float) -> list:
+        results = super().wait(timeout)
+        with ExperimentStore(self._store_path) as other:
+            for result in results:
+                other.write_cell(result, suite="tiny", purpose="main")
+        return results
+
+
+def test_a_cell_stored_first_elsewhere_counts_as_theirs(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    config = CellConfig("toy-logreg", "sgd", "cosine", 0, 0.1, 30, 10)
+    plan = BenchPlan()
+    with ExperimentStore(path) as store:
+        run = _Run(store, _RacedExecutor(path, [TOY_PLUGIN]), Owner.current(), "tiny",
+                   Progress(), plan)
+        run.run([config], "cells", "main")
+        assert store.count_cells() == 1 and store.claims() == []
+    assert (plan.computed, plan.by_others) == (0, 1)
