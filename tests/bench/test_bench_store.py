@@ -122,6 +122,20 @@ def test_a_replanned_cell_supersedes_the_old_main_cell(tmp_path):
         assert store.trajectory(old_rl.config.hash).lr == old_rl.trajectory_lr
 
 
+def test_cells_of_other_lr_tracks_are_not_superseded(tmp_path):
+    import dataclasses
+
+    with ExperimentStore(tmp_path / "runs.sqlite") as store:
+        tuned = _result("cosine", 0, 0.4)
+        small = dataclasses.replace(tuned, config=dataclasses.replace(tuned.config, lr_scale=0.1))
+        for r in (tuned, small):
+            store.write_cell(r, suite="quick", purpose="main")
+        # Planning only the tuned track must leave the x0.1 cell alone (and vice versa).
+        assert store.supersede([tuned.config]) == 0
+        assert store.supersede([small.config]) == 0
+        assert store.count_cells("main") == 2
+
+
 # -- claims: several processes on one store ----------------------------------------------------
 
 

@@ -335,19 +335,21 @@ class ExperimentStore:
     def supersede(self, configs: Iterable[CellConfig]) -> int:
         """Demote older main cells that ``configs`` replace; returns how many were demoted.
 
-        A main cell with the same workload, optimizer, schedule, seed and budget as one of
-        ``configs`` but another hash (a new base LR, harness version or policy fingerprint)
+        A main cell with the same workload, optimizer, schedule, seed, budget and LR track as
+        one of ``configs`` but another hash (a new base LR, harness version or policy fingerprint)
         gets purpose ``"superseded"``: it stays in the store, but ``learnlr report`` (every main
         cell) no longer counts it next to its replacement.
         """
-        rows = [(c.workload, c.optimizer, c.schedule, c.seed, c.budget_steps, c.hash)
+        rows = [(c.workload, c.optimizer, c.schedule, c.seed, c.budget_steps, c.lr_scale, c.hash)
                 for c in configs]
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             before = self._conn.total_changes
             self._conn.executemany(
                 "UPDATE cells SET purpose = 'superseded' WHERE workload = ? AND optimizer = ?"
-                " AND schedule = ? AND seed = ? AND budget_steps = ? AND hash != ?"
+                " AND schedule = ? AND seed = ? AND budget_steps = ?"
+                # lr_scale is left out of a tuned-track cell's config JSON (its hash predates it)
+                " AND COALESCE(json_extract(config_json, '$.lr_scale'), 1.0) = ? AND hash != ?"
                 " AND purpose = 'main'",
                 rows,
             )
