@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from learnlr import __version__
+from learnlr.errors import UserError
 
 USAGE_ERROR = 2
 
@@ -103,7 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"learnlr: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:  # e.g. a corrupt store given to `rl train --bc-store`
+        print(f"learnlr: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -62,3 +62,21 @@ def test_rl_train_with_behaviour_cloning_warm_start(tmp_path):
     assert code == 0
     training = load_policy(out).config.training
     assert training["warm_start"] is True and "--bc 1" in training["command"]
+
+
+def test_rl_train_on_a_corrupt_store_is_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    store = tmp_path / "runs.sqlite"
+    store.write_bytes(b"not a database at all\n" * 10)
+    before = store.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "learnlr.cli", "rl", "train", "--bc", "2", "--bc-store", str(store),
+         "--workloads", "mnist1d", "--timesteps", "10", "--out", str(tmp_path / "p")],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
+    assert "is not a SQLite database" in done.stderr
+    assert store.read_bytes() == before  # never overwritten

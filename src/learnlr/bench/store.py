@@ -42,13 +42,14 @@ from typing import Any
 
 from learnlr.bench.leases import STALE_AFTER_S, Owner, holder_is_live
 from learnlr.bench.records import CellConfig, CellResult
+from learnlr.errors import UserError
 
 STORE_FILENAME = "runs.sqlite"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _STORE_TABLES = {"cells", "trajectory", "evals", "base_lrs"}
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """The store file cannot be used: not a store, corrupt, unreadable or not writable."""
 
 _SCHEMA = """
