@@ -115,3 +115,30 @@ def test_list_shows_workloads_schedules_and_suites(capsys):
     out = capsys.readouterr().out
     for name in ("toy-logreg", "digits-cnn", "greedy_step", "hf_greedy", "sls", "quick"):
         assert name in out
+
+
+def test_tune_per_schedule_gives_each_fixed_schedule_its_own_grid_lr(tmp_path):
+    out = tmp_path / "per"
+    args = ["bench", "--suite", "tiny", "--plugin", TOY_PLUGIN, "--workloads", "toy-logreg",
+            "--optimizers", "sgd", "--schedules", "constant", "cosine", "greedy_step",
+            "--seeds", "1", "--workers", "1", "--tune", "per-schedule", "--out", str(out)]
+    assert main(args) == 0
+    with ExperimentStore(out / "runs.sqlite") as store:
+        shared = store.base_lrs()[0]["base_lr"]
+        # cosine ran the tiny grid itself (the winner's seed-0 run is reused as its main cell)
+        tune = [c for c in store.cells() if c.config["schedule"] == "cosine"
+                and c.config.get("lr_scale", 1.0) == 1.0]
+        assert sorted(c.config["base_lr"] for c in tune) == [0.03, 0.1]
+        best = min(tune, key=lambda c: (c.results["final_val_loss"], c.config["base_lr"]))
+        main_cells = {(c.config["schedule"], c.config.get("lr_scale", 1.0)): c.config["base_lr"]
+                      for c in store.cells(purpose="main")}
+    assert main_cells[("cosine", 1.0)] == best.config["base_lr"]
+    assert main_cells[("cosine", 0.1)] == best.config["base_lr"]  # tracks are relative to it
+    assert main_cells[("greedy_step", 1.0)] == shared  # adaptive schedules keep the shared LR
+    assert main_cells[("constant", 1.0)] == shared
+
+
+def test_tune_mode_is_checked_at_the_boundary(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--suite", "tiny", "--tune", "nope", "--out", str(tmp_path)])
+    assert exc.value.code == 2

@@ -29,6 +29,11 @@ from learnlr.bench.store import STORE_FILENAME, ExperimentStore
 from learnlr.bench.suites import TUNING_SEED, Suite
 from learnlr.bench.workloads import load_workloads
 
+TUNE_MODES = ("shared", "per-schedule")
+"""``shared``: every schedule starts from the constant schedule's tuned LR. ``per-schedule``:
+each fixed schedule gets its own LR from the same grid and seed (AlgoPerf's external tuning, for
+the strongest possible baselines); adaptive schedules and peers keep the shared one."""
+
 POLL_S = 1.0
 """How often a process with nothing to run looks for cells finished (or freed) by others."""
 
@@ -46,6 +51,12 @@ class BenchRequest:
     backend: str = "local"
     workers: int = 1
     plugins: tuple[str, ...] = ()
+    tune: str = "shared"
+    """One of :data:`TUNE_MODES`."""
+
+    def __post_init__(self) -> None:
+        if self.tune not in TUNE_MODES:
+            raise ValueError(f"tune must be one of {TUNE_MODES}, got {self.tune!r}")
 
 
 @dataclass
@@ -54,6 +65,8 @@ class BenchPlan:
 
     main: list[CellConfig] = field(default_factory=list)
     base_lrs: dict[tuple[str, str], float] = field(default_factory=dict)
+    schedule_lrs: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    """``--tune per-schedule``: (workload, optimizer, fixed schedule) -> its own base LR."""
     computed: int = 0
     """Cells this process computed and stored (tuning and grid)."""
     by_others: int = 0
@@ -143,13 +156,34 @@ def _tune_base_lrs(run: _Run, request: BenchRequest, budgets: dict[str, tuple[in
         run.plan.base_lrs[(w, o)] = _choose_base_lr(store, grid)
 
 
-def _choose_base_lr(store: ExperimentStore, grid: list[CellConfig]) -> float:
+def _tune_per_schedule(run: _Run, request: BenchRequest, budgets: dict[str, tuple[int, int]],
+                       optimizers: Sequence[str], schedules: Sequence[str]) -> None:
+    """``--tune per-schedule``: each fixed schedule's own LR from the same grid and seed."""
+    grids = {}
+    for w, (budget, every) in budgets.items():
+        for o in optimizers:
+            for s in schedules:
+                if SCHEDULES[s].kind == "fixed" and s != "constant" and o in SCHEDULES[s].optimizers:
+                    grids[(w, o, s)] = [CellConfig(w, o, s, TUNING_SEED, lr, budget, every)
+                                        for lr in request.suite.lr_grid(o)]
+    run.run([c for grid in grids.values() for c in grid], "tuning each fixed schedule", "tune")
+    for key, grid in grids.items():
+        run.plan.schedule_lrs[key] = _best_lr(run.store, grid)
+
+
+def _best_lr(store: ExperimentStore, grid: list[CellConfig]) -> float:
     """The grid's LR with the lowest final val loss (diverged = inf; ties: the smaller LR)."""
     losses = [store.get_result(c)["final_val_loss"] for c in grid]
     ranked = sorted(zip(grid, losses, strict=True),
                     key=lambda item: (float("inf") if item[1] is None else item[1],
                                       item[0].base_lr))
-    chosen = ranked[0][0].base_lr
+    return ranked[0][0].base_lr
+
+
+def _choose_base_lr(store: ExperimentStore, grid: list[CellConfig]) -> float:
+    """The grid's best LR (:func:`_best_lr`), stored with its grid as the shared base LR."""
+    losses = [store.get_result(c)["final_val_loss"] for c in grid]
+    chosen = _best_lr(store, grid)
     first = grid[0]
     store.set_base_lr(first.workload, first.optimizer, first.budget_steps, chosen, {
         "rule": "lowest final val loss of the constant schedule (diverged = inf)",
@@ -175,6 +209,7 @@ def _main_grid(plan: BenchPlan, suite: Suite, budgets: dict[str, tuple[int, int]
                 if o not in spec.optimizers:
                     continue
                 lr = plan.base_lrs[(w, o)] if spec.uses_base_lr else 1.0
+                lr = plan.schedule_lrs.get((w, o, s), lr)
                 fingerprint = schedule_fingerprint(s)
                 cells += [CellConfig(w, o, s, seed, lr, budget, every, fingerprint,
                                      lr_scale=scale)
@@ -208,9 +243,11 @@ def run_benchmark(request: BenchRequest, progress: Progress | None = None) -> Be
                     request.backend, request.workers, request.plugins) as executor:
                 run = _Run(store, executor, owner, suite.name, progress or Progress(), plan)
                 _tune_base_lrs(run, request, budgets, optimizers)
+                schedules = request.schedules or suite.schedules
+                if request.tune == "per-schedule":
+                    _tune_per_schedule(run, request, budgets, optimizers, schedules)
                 seeds = request.seeds if request.seeds is not None else suite.seeds
-                plan.main = _main_grid(plan, suite, budgets, optimizers,
-                                       request.schedules or suite.schedules, seeds)
+                plan.main = _main_grid(plan, suite, budgets, optimizers, schedules, seeds)
                 store.supersede(plan.main)
                 store.mark_purpose(plan.main_hashes, "main")
                 run.run(plan.main, "running cells", "main")

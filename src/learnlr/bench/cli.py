@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from learnlr.bench.backends import BACKENDS, default_workers
-from learnlr.bench.benchmark import BenchRequest, Progress, run_benchmark, workload_budget
+from learnlr.bench.benchmark import (
+    TUNE_MODES,
+    BenchRequest,
+    Progress,
+    run_benchmark,
+    workload_budget,
+)
 from learnlr.bench.records import CellConfig
 from learnlr.bench.schedules import OPTIMIZERS, SCHEDULES, expand_schedule_names
 from learnlr.bench.store import STORE_FILENAME, StoreError
@@ -271,6 +277,7 @@ def _bench_request(args: argparse.Namespace) -> BenchRequest:
         backend=args.backend,
         workers=args.workers or default_workers(),
         plugins=plugins,
+        tune=args.tune,
     )
 
 
@@ -386,6 +393,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="parallel worker processes (default: one per CPU core)")
     bench.add_argument("--backend", choices=BACKENDS, default="local",
                        help="local process pool or Ray tasks (extra learnlr[ray])")
+    bench.add_argument("--tune", choices=TUNE_MODES, default="shared",
+                       help="shared: one base LR per (workload, optimizer) from the constant "
+                       "schedule's grid (default); per-schedule: each fixed schedule also gets "
+                       "its own from the grid (AlgoPerf's external tuning: the strongest "
+                       "baselines; use its own --out)")
     bench.add_argument("--out", required=True, metavar="DIR",
                        help="output folder: runs.sqlite, summary.json, report.md, plots")
     _add_plugin(bench)
