@@ -44,8 +44,9 @@ def test_report_filters_by_suite_and_workloads_into_another_folder(two_suites, t
     assert main(["report", str(two_suites), "--suite", "tiny", "--workloads", "toy-linreg",
                  "--out", str(tmp_path / "tl")]) == 0
     summary = _summary(tmp_path / "tl")
-    # (constant, cosine, greedy_step, greedy_eval, greedy_reactive, plateau) x 3 LR tracks
-    assert set(summary["medians"]) == {"toy-linreg/sgd"} and summary["cells"] == 6 * 3
+    # (constant, cosine, greedy_step, greedy_eval, greedy_reactive) x 3 LR tracks + plateau
+    # (tuned track only)
+    assert set(summary["medians"]) == {"toy-linreg/sgd"} and summary["cells"] == 5 * 3 + 1
     assert main(["report", str(two_suites), "--suite", "quick", "--out", str(tmp_path / "q")]) == 0
     assert set(_summary(tmp_path / "q")["medians"]) == {"toy-logreg/sgd"}
     # --out leaves DIR's own report as bench wrote it (the quick run's).

@@ -196,12 +196,15 @@ def summarize_tracks(
     cells: Iterable[Mapping[str, Any]], subject: str = SUBJECT, lr_free: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     """Seed-mean verdicts, effect sizes and ratios to the best schedule, per LR track, plus the
-    performance profile (final loss) over every track."""
+    performance profile (final loss) over every track, for the schedules that ran on all of
+    them (LR-free peers count in every track)."""
     by_scale: dict[str, Any] = {}
     loss_ratios: dict[str, list[float]] = defaultdict(list)
+    present: list[set[str]] = []
     for key, track in sorted(split_tracks(cells, lr_free).items(), key=lambda kv: float(kv[0])):
         means = seed_means(track)
         schedules = sorted({s for m in means.values() for s in m})
+        present.append(set(schedules))
         rivals = [s for s in schedules if s != subject]
         to_best = {s: ratio_to_best(means, s) for s in schedules}
         by_scale[key] = {
@@ -222,7 +225,10 @@ def summarize_tracks(
             if math.isfinite(best):
                 for s, value in group.items():
                     loss_ratios[s].append(_ratio(value, best))
-    profile = {s: _profile(v)["area"] for s, v in sorted(loss_ratios.items())}
+    # Only schedules that ran on every track: one run on the tuned track alone would be scored
+    # on the easy groups only.
+    everywhere = set.intersection(*present) if present else set()
+    profile = {s: _profile(v)["area"] for s, v in sorted(loss_ratios.items()) if s in everywhere}
     return {"by_lr_scale": by_scale, "profile_area_all_tracks": profile}
 
 
