@@ -148,3 +148,12 @@ def test_lr_tracks_seed_means_effect_sizes_and_lr_free_peers():
     # The all-track profile: prodigy is best in the x10 groups, onecycle in the tuned ones.
     assert 0.5 < s["profile_area_all_tracks"]["prodigy"] < 1.0
     assert s["profile_area_all_tracks"]["cosine"] < s["profile_area_all_tracks"]["greedy_step"]
+
+
+def test_seed_means_average_every_schedule_over_the_same_seeds():
+    from learnlr.bench.summary import seed_means
+
+    cells = [_cell("greedy_step", 1.0, seed=0), _cell("greedy_step", 3.0, seed=1),
+             _cell("cosine", 2.0, seed=0)]  # cosine's seed 1 is missing (a partial run)
+    means = seed_means(cells)[("w", 0, "sgd")]
+    assert means == {"greedy_step": 1.0, "cosine": 2.0}

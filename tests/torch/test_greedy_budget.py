@@ -201,3 +201,42 @@ def test_per_call_fast_path_matches_the_deferred_path_at_every_flush():
             assert deferred.stable_lrs == fast.stable_lrs
             assert deferred.get_last_lr() == fast.get_last_lr()
     assert fast.controller.num_calls == 180  # warmup metrics are not observed
+
+
+def test_a_state_resumes_only_into_the_same_mode():
+    budget, reactive = GreedyLR(_sgd(), total_steps=100), GreedyLR(_sgd())
+    _run(budget, [1.0] * 5)
+    _run(reactive, [1.0] * 5)
+    with pytest.raises(ValueError, match="without total_steps"):
+        GreedyLR(_sgd(), total_steps=100).load_state_dict(reactive.state_dict())
+    with pytest.raises(ValueError, match="with total_steps"):
+        GreedyLR(_sgd()).load_state_dict(budget.state_dict())
+
+
+def test_a_run_stepped_past_its_budget_resumes_with_the_same_budget():
+    metrics = [1.0 / (1 + t % 4) for t in range(16)]
+    whole = _run(GreedyLR(_sgd(), total_steps=10), metrics)
+    first = GreedyLR(_sgd(), total_steps=10)
+    head = _run(first, metrics[:12])  # the user's total_steps undercounted
+    again = GreedyLR(_sgd(), total_steps=10)
+    again.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert head + _run(again, metrics[12:]) == whole
+
+
+def test_metrics_buffered_in_a_state_are_decided_after_loading_into_a_stepped_scheduler():
+    saver = GreedyLR(_sgd(), total_steps=100, sync_every=4, patience=0, window=1)
+    _run(saver, [1.0, 0.9])  # two metrics still buffered
+    state = json.loads(json.dumps(saver.state_dict()))
+    assert saver.pending == 2
+    loader = GreedyLR(_sgd(), total_steps=100, patience=0, window=1)
+    loader.step(5.0)  # already past its first call (the fast path)
+    loader.load_state_dict(state)
+    loader.step(0.8)
+    assert loader.pending == 0 and loader.controller.num_calls == 3
+
+
+def test_adaptation_without_a_budget_is_a_value_error():
+    with pytest.raises(ValueError, match="adaptation"):
+        GreedyLR(_sgd(), adaptation=0.5)
+    with pytest.raises(ValueError, match="anneal_fraction"):
+        GreedyLR(_sgd(), anneal_fraction=3)

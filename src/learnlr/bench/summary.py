@@ -140,18 +140,29 @@ Pair = tuple[str, int, str]  # (workload, budget, optimizer)
 
 
 def seed_means(cells: Iterable[Mapping[str, Any]]) -> dict[Pair, dict[str, float]]:
-    """Mean final val loss over seeds per (workload, budget, optimizer) and schedule.
+    """Mean final val loss over seeds per (workload, budget, optimizer) and schedule, over the
+    seeds every schedule of the pair has.
 
     A diverged seed makes the mean +inf: a schedule that sometimes diverges is not "good on
     average".
     """
-    losses: dict[Pair, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    losses: dict[Pair, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for cell in cells:
         c = cell["config"]
         pair = (c["workload"], int(c.get("budget_steps", 0)), c["optimizer"])
-        losses[pair][c["schedule"]].append(_loss(cell["results"]["final_val_loss"]))
-    return {p: {s: statistics.fmean(v) if all(map(math.isfinite, v)) else math.inf
-                for s, v in by_s.items()} for p, by_s in losses.items()}
+        losses[pair][c["schedule"]][int(c["seed"])] = _loss(cell["results"]["final_val_loss"])
+    out = {}
+    for pair, by_s in losses.items():
+        # Average every schedule over the same seeds (a partial run may lack some cells).
+        seeds = set.intersection(*(set(v) for v in by_s.values()))
+        out[pair] = {s: _mean_or_inf([v[k] for k in sorted(seeds)]) for s, v in by_s.items()}
+    return out
+
+
+def _mean_or_inf(values: list[float]) -> float:
+    if not values:
+        return math.inf
+    return statistics.fmean(values) if all(map(math.isfinite, values)) else math.inf
 
 
 def _ratio(a: float, b: float) -> float:

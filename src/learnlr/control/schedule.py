@@ -17,7 +17,8 @@ The phase rules:
 * **stable**: GreedyLR as without a budget.
 * **anneal** (the last ``anneal_fraction`` of the steps): decreases still apply (a safety valve),
   increases are dropped: the loss falls because the envelope is annealing, and raising the LR
-  then would fight the decay.
+  then would fight the decay. (With ``reset_after`` set, a reset can still restore the initial
+  LR there; it is off by default.)
 
 Budget-aware defaults are rules, not constants tuned to one budget: bounds of 10x either way
 around the initial LR (so a base LR 10x off can be rescued), and a patience derived from the
@@ -31,7 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from learnlr.control.budget import DEFAULT_ANNEAL_FRACTION, Budget
+from learnlr.control.budget import DEFAULT_ANNEAL_FRACTION, Budget, anneal_steps_for
 from learnlr.control.greedy import HOLD, INCREASE, GreedyConfig
 
 # Without a budget: the paper's per-step settings (see docs/greedylr.md).
@@ -85,7 +86,12 @@ def resolve(
     """
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    anneal_steps_for(1, anneal_fraction)  # validates it (a ValueError naming it) in either mode
     if total_steps is None:
+        if adaptation is not None:
+            raise ValueError(
+                f"adaptation={adaptation!r} needs total_steps (it sets the patience from the "
+                "budget); pass total_steps=<optimizer steps in the run> or patience=")
         if warmup_steps:
             raise ValueError(
                 f"warmup_steps={warmup_steps} needs total_steps (the LR warmup is part of the "

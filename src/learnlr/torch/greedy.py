@@ -69,7 +69,8 @@ class GreedyLR(LRScheduler):
         optimizer: the wrapped optimizer.
         total_steps: optimizer steps in the run (None: reactive, no envelope). Stepping past it
             holds the final LR. In budget mode GreedyLR owns the LR: a value set in the optimizer
-            by someone else is overwritten at the next call.
+            by someone else lasts only until GreedyLR next moves it (a decision, or any step of
+            the warmup or the anneal).
         warmup_steps: linear LR warmup from ``lr / warmup_steps`` to the initial LR over this
             many steps (needs ``total_steps``); metrics of warmup updates are not acted on.
         anneal_fraction: fraction of ``total_steps`` in the final anneal (0 = none). WSD: 0.2.
@@ -190,6 +191,7 @@ class GreedyLR(LRScheduler):
         # SequentialLR's constructor probes hasattr(scheduler, "_schedulers") on every child
         # (recursive_undo); hasattr lets this ValueError through, so nesting GreedyLR fails at
         # construction with advice instead of with a TypeError at the milestone, mid-training.
+        # (Generic attribute walkers such as inspect.getmembers see the ValueError too.)
         raise ValueError(
             "GreedyLR cannot run inside SequentialLR: its step() needs the metric, which "
             "SequentialLR cannot pass. For 'warmup, then GreedyLR' use GreedyLR(opt, "
@@ -379,7 +381,7 @@ class GreedyLR(LRScheduler):
         """Budget mode: the LR for the next update is GreedyLR's LR times the envelope there.
 
         The controller keeps the stable-phase LRs itself, so an LR changed in the optimizer by
-        someone else is overwritten at the next call (unlike the reactive mode).
+        someone else is overwritten when GreedyLR next moves it (unlike the reactive mode).
         """
         t = self.last_epoch
         if t < self._warmup_steps:
@@ -420,8 +422,16 @@ class GreedyLR(LRScheduler):
                 f"{_STATE_VERSION})"
             )
         steps_taken = int(state_dict["last_epoch"])
-        if self.budget is not None:
-            # The budget comes from the constructor (a resumed run may extend it, not cut it).
+        saved = state_dict.get("budget")
+        if (saved is None) != (self.budget is None):
+            raise ValueError(
+                "this state was saved by a GreedyLR "
+                f"{'without' if saved is None else 'with'} total_steps and cannot resume one "
+                f"{'with' if saved is None else 'without'}: build the scheduler as it was saved"
+            )
+        if self.budget is not None and self.budget.total_steps != saved["total_steps"]:
+            # The budget comes from the constructor: a resumed run may extend it, not cut it
+            # below the steps already taken (the same budget may have been stepped past).
             check_total_steps(self.budget.total_steps, steps_taken=steps_taken)
         self.controller.load_state_dict(state_dict["controller"])
         self.last_epoch = steps_taken
@@ -429,5 +439,7 @@ class GreedyLR(LRScheduler):
         self.base_lrs = [float(lr) for lr in state_dict["base_lrs"]]
         self._last_lr = [float(lr) for lr in state_dict["last_lr"]]
         self._pending = [float(m) for m in state_dict.get("pending", [])]
+        if self._pending:  # back to the general path, which decides buffered metrics first
+            self._special, self._budget_fast, self._reducer = True, False, _UNRESOLVED
         if self.budget is not None:
             self._write_lrs()
