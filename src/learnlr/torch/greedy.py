@@ -241,6 +241,13 @@ class GreedyLR(LRScheduler):
             # A plain tensor is the common case: handled inline, without a function call.
             metric = metric.item() if type(metric) is _Tensor else _to_float(metric)
         if self._budget_fast:
+            t = self.last_epoch
+            if self._warmup_steps < t < self._anneal_start:  # stable phase: envelope 1, no gate
+                decision = self.controller.observe(metric)
+                if decision != HOLD:
+                    self.controller.apply(decision)
+                    self._write_lrs()
+                return
             self._step_budget(metric)
             return
         decision = self.controller.observe(metric)
