@@ -255,25 +255,22 @@ class GreedyLR(LRScheduler):
             self._apply(decision)
 
     def _step_budget(self, value: float) -> None:
-        """Budget mode, one decision per call: the common case, kept off the general path (the
-        same rules as _decide + _write_lrs, inlined: this runs once per optimizer step)."""
+        """Budget mode, one decision per call, outside the stable phase (which step() handles
+        inline): the warmup, its last step and the anneal, where the envelope moves the LR on
+        every call. The same rules as _decide + _write_lrs (a test checks they agree)."""
         t = self.last_epoch  # the next update's step; ``value`` is the loss of update t - 1
         controller = self.controller
-        moved = False
         if t > self._warmup_steps:
             decision = controller.observe(value)
             # control.schedule.gate: no increase for an update inside the anneal.
             if decision != HOLD and (decision != INCREASE or t < self._anneal_start):
                 controller.apply(decision)
-                moved = True
         if t < self._warmup_steps:
             scale = self._envelope_warmup[t]
         elif t >= self._anneal_start:
             scale = self._envelope_anneal[min(t, self._last_step) - self._anneal_start]
-        elif moved or t == self._warmup_steps:
-            scale = 1.0
         else:
-            return  # stable phase, no decision: the LR in the optimizer is already right
+            scale = 1.0  # t == warmup_steps: the first update at the full LR
         lrs = [lr * scale for lr in controller.lrs]
         for group, lr in zip(self.optimizer.param_groups, lrs):
             if type(group["lr"]) is float:
