@@ -123,3 +123,14 @@ def test_peer_entries_name_the_packages_they_need():
     assert SCHEDULES["dadapt"].missing_modules() == []  # installed in the dev environment
     absent = dataclasses.replace(SCHEDULES["prodigy"], requires=("prodigyopt", "no_such_pkg_xyz"))
     assert absent.missing_modules() == ["no_such_pkg_xyz"]
+
+
+def test_greedy_defaults_are_part_of_the_greedy_cells_hash(monkeypatch):
+    from learnlr.bench.schedules import schedule_fingerprint
+    from learnlr.control import schedule as defaults
+
+    before = {n: schedule_fingerprint(n) for n in ("greedy_step", "greedy_reactive", "cosine")}
+    assert before["greedy_step"].startswith("greedy-defaults:") and before["cosine"] == ""
+    monkeypatch.setitem(defaults.BUDGET_DEFAULTS, "adaptation", 0.3)
+    assert schedule_fingerprint("greedy_step") != before["greedy_step"]
+    assert schedule_fingerprint("cosine") == ""

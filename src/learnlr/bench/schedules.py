@@ -28,8 +28,10 @@ cell whose column is not listed is not run. Example::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -203,6 +205,19 @@ def _hf_greedy(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> Train
     return TrainingHooks(opt, HFGreedyLR(opt), step_on="eval_loss")
 
 
+def _greedy_fingerprint() -> str:
+    """Digest of GreedyLR's default sets: a change to a default re-runs the GreedyLR cells (and
+    only them) instead of silently reusing cells the old defaults produced."""
+    from learnlr.control.budget import DEFAULT_ANNEAL_FRACTION
+    from learnlr.control.greedy import PER_EVAL
+    from learnlr.control.schedule import BUDGET_DEFAULTS, REACTIVE_DEFAULTS
+
+    defaults = {"reactive": REACTIVE_DEFAULTS, "budget": BUDGET_DEFAULTS, "per_eval": PER_EVAL,
+                "anneal_fraction": DEFAULT_ANNEAL_FRACTION}
+    canonical = json.dumps(defaults, sort_keys=True, separators=(",", ":"))
+    return f"greedy-defaults:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+
+
 def schedule_fingerprint(name: str) -> str:
     """The registry entry's :attr:`ScheduleSpec.fingerprint` (``""`` for none or an unknown name)."""
     spec = SCHEDULES.get(name)
@@ -319,18 +334,18 @@ SCHEDULES: dict[str, ScheduleSpec] = {
         _spec(
             "greedy_step", "adaptive",
             "learnlr GreedyLR (default: told the budget) after every step on the training loss",
-            _greedy_step,
+            _greedy_step, fingerprint=_greedy_fingerprint,
         ),
         _spec(
             "greedy_reactive", "adaptive",
             "learnlr GreedyLR without a budget (the paper's reactive rule), every step",
-            _greedy_reactive,
+            _greedy_reactive, fingerprint=_greedy_fingerprint,
         ),
         _spec(
             "greedy_eval", "adaptive",
             "learnlr GreedyLR after each evaluation on val loss (PER_EVAL: window 1, patience 2, "
             "F 0.8)",
-            _greedy_eval,
+            _greedy_eval, fingerprint=_greedy_fingerprint,
         ),
         _spec(
             "hf_greedy", "adaptive",
