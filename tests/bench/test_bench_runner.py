@@ -78,3 +78,19 @@ def test_a_shipped_policy_digest_is_part_of_the_rl_cell_hash():
 def test_unknown_workload_lists_the_valid_ones():
     with pytest.raises(ValueError, match="toy-logreg"):
         run_cell(CellConfig("nope", "sgd", "constant", 0, 0.1, 30, 10), TOY)
+
+
+def test_greedy_eval_budget_moves_the_envelope_every_step_and_decides_at_evaluations():
+    from learnlr.control.budget import Budget
+    from learnlr.control.schedule import DEFAULT_ANNEAL_FRACTION
+
+    budget = 40
+    result = run_cell(CellConfig("toy-logreg", "sgd", "greedy_eval_budget", 0, 0.05, budget, 10),
+                      TOY)
+    envelope = Budget.from_fraction(budget, 0, DEFAULT_ANNEAL_FRACTION)
+    lrs = result.trajectory_lr
+    # Between evaluations only the envelope moves the LR: lr(t) / envelope(t) is constant there.
+    for first in (0, 10, 20, 30):
+        stable = {round(lrs[t] / envelope.multiplier(t), 12) for t in range(first, first + 10)}
+        assert len(stable) == 1
+    assert lrs[-1] < 0.1 * max(lrs)  # the final anneal happened (1 - sqrt(8/9) of the LR)

@@ -27,7 +27,8 @@ REQUIRED = {
 
 def test_registry_has_every_schedule_of_issues_3_and_4():
     # issue 3's list, issue 4's learned schedules, issue 9's wsd and the reactive GreedyLR
-    assert set(SCHEDULES) == REQUIRED | {"rl", "rl_deep", "wsd", "greedy_reactive"}
+    assert set(SCHEDULES) == REQUIRED | {"rl", "rl_deep", "wsd", "greedy_reactive",
+                                         "greedy_eval_budget"}
     assert set(FIXED_SCHEDULES) == {"constant", "step", "exponential", "linear", "cosine",
                                     "warmup_cosine", "polynomial", "onecycle", "wsd"}
 

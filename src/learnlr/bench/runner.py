@@ -196,7 +196,7 @@ class TrainingRun:
             lr = effective_lr(hooks.optimizer)
             val_loss = None
             if math.isfinite(train_loss):
-                if hooks.step_on == "step":
+                if hooks.step_on in ("step", "step_then_eval"):
                     hooks.scheduler.step()
                 elif hooks.step_on == "step_loss":
                     hooks.scheduler.step(train_loss)
@@ -206,6 +206,8 @@ class TrainingRun:
                     val_loss = self._record_eval(done)
                     if math.isfinite(val_loss) and hooks.step_on == "eval_loss":
                         hooks.scheduler.step(val_loss)
+                    elif math.isfinite(val_loss) and hooks.step_on == "step_then_eval":
+                        hooks.scheduler.decide(val_loss)
             if not math.isfinite(train_loss if val_loss is None else val_loss):
                 self.status = "diverged"
             yield StepOutcome(step, train_loss, lr, val_loss)

@@ -8,6 +8,8 @@ A schedule entry turns ``(params, optimizer name, base LR, budget)`` into an opt
   (``greedy_step``, how the GreedyLR paper ran it);
 * ``step_on="eval_loss"``: ``scheduler.step(val_loss)`` after every evaluation (plateau,
   ``greedy_eval``, ``hf_greedy``: the way transformers' Trainer steps them);
+* ``step_on="step_then_eval"``: ``scheduler.step()`` after every optimizer step (the budget
+  envelope) and ``scheduler.decide(val_loss)`` after each evaluation (``greedy_eval_budget``);
 * ``needs_closure``: the optimizer wants ``step(closure)`` (stochastic line search);
 * ``train_mode`` / ``eval_mode``: called before training steps / before evaluation
   (schedule-free optimizers keep two iterates and must be switched).
@@ -49,7 +51,7 @@ OPTIMIZERS: dict[str, str] = {
     "adagrad": "Adagrad (torch defaults)",
 }
 
-STEP_ON = ("none", "step", "step_loss", "eval_loss")
+STEP_ON = ("none", "step", "step_loss", "eval_loss", "step_then_eval")
 
 
 @dataclass
@@ -185,6 +187,17 @@ def _greedy_eval(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> Tra
     # One call per evaluation with the documented per-evaluation defaults (PER_EVAL).
     sched = GreedyLR(opt, **PER_EVAL)
     return TrainingHooks(opt, sched, step_on="eval_loss")
+
+
+def _greedy_eval_budget(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
+    from learnlr.control.greedy import PER_EVAL
+    from learnlr.integrations._clock import ClockedGreedyLR
+
+    opt = make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
+    # What the HF and Lightning eval modes build: the budget envelope moves every optimizer
+    # step (step()), GreedyLR decides on the validation loss after each evaluation (decide()).
+    sched = ClockedGreedyLR(opt, total_steps=ctx.budget_steps, **PER_EVAL)
+    return TrainingHooks(opt, sched, step_on="step_then_eval")
 
 
 def _wsd(opt: Optimizer, ctx: BuildContext) -> Any:
@@ -346,6 +359,12 @@ SCHEDULES: dict[str, ScheduleSpec] = {
             "learnlr GreedyLR after each evaluation on val loss (PER_EVAL: window 1, patience 2, "
             "F 0.8)",
             _greedy_eval, fingerprint=_greedy_fingerprint,
+        ),
+        _spec(
+            "greedy_eval_budget", "adaptive",
+            "learnlr GreedyLR told the budget, deciding after each evaluation on val loss "
+            "(PER_EVAL; the HF / Lightning eval modes)",
+            _greedy_eval_budget, fingerprint=_greedy_fingerprint,
         ),
         _spec(
             "hf_greedy", "adaptive",

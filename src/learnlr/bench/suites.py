@@ -31,10 +31,11 @@ LR_SCALES = (0.1, 1.0, 10.0)
 
 # The schedules a user would pick instead of learnlr (and learnlr's own), run on every LR
 # track; the rest (peers, HD, RL, onecycle, ...) run on the tuned track only, and peers that set
-# their own step size (Prodigy, D-Adaptation, SLS) run once and count in every track. Eight
-# schedules keep the quick suite near 10 minutes on 2 cores.
+# their own step size (Prodigy, D-Adaptation, SLS) run once and count in every track. Nine
+# schedules keep the quick suite under 10 minutes on 2 cores.
 TRACK_SCHEDULES = (
     "constant", "step", "linear", "cosine", "wsd", "greedy_step", "greedy_reactive", "greedy_eval",
+    "greedy_eval_budget",
 )
 
 LR_GRIDS: dict[str, tuple[float, ...]] = {
