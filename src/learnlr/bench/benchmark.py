@@ -168,12 +168,15 @@ def _tune_per_schedule(run: _Run, request: BenchRequest, budgets: dict[str, tupl
                                         for lr in request.suite.lr_grid(o)]
     run.run([c for grid in grids.values() for c in grid], "tuning each fixed schedule", "tune")
     for key, grid in grids.items():
-        run.plan.schedule_lrs[key] = _best_lr(run.store, grid)
+        run.plan.schedule_lrs[key] = _best_lr(grid, _grid_losses(run.store, grid))
 
 
-def _best_lr(store: ExperimentStore, grid: list[CellConfig]) -> float:
+def _grid_losses(store: ExperimentStore, grid: list[CellConfig]) -> list[float | None]:
+    return [store.get_result(c)["final_val_loss"] for c in grid]
+
+
+def _best_lr(grid: list[CellConfig], losses: list[float | None]) -> float:
     """The grid's LR with the lowest final val loss (diverged = inf; ties: the smaller LR)."""
-    losses = [store.get_result(c)["final_val_loss"] for c in grid]
     ranked = sorted(zip(grid, losses, strict=True),
                     key=lambda item: (float("inf") if item[1] is None else item[1],
                                       item[0].base_lr))
@@ -182,8 +185,8 @@ def _best_lr(store: ExperimentStore, grid: list[CellConfig]) -> float:
 
 def _choose_base_lr(store: ExperimentStore, grid: list[CellConfig]) -> float:
     """The grid's best LR (:func:`_best_lr`), stored with its grid as the shared base LR."""
-    losses = [store.get_result(c)["final_val_loss"] for c in grid]
-    chosen = _best_lr(store, grid)
+    losses = _grid_losses(store, grid)  # read once: they are also stored with the choice
+    chosen = _best_lr(grid, losses)
     first = grid[0]
     store.set_base_lr(first.workload, first.optimizer, first.budget_steps, chosen, {
         "rule": "lowest final val loss of the constant schedule (diverged = inf)",
