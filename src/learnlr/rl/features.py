@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FEATURE_NAMES", "OBS_LIMIT", "ObservationBuilder"]
+__all__ = ["FEATURE_NAMES", "FEATURE_SETS", "GREEDY_RESIDUAL_FEATURE_NAMES", "OBS_LIMIT", "ObservationBuilder"]
 
 FEATURE_NAMES = (
     "log_loss_ratio",  # log(loss / initial loss) / 10
@@ -24,6 +24,20 @@ FEATURE_NAMES = (
     "log_relative_lr",  # log(lr / stability bound), or log(lr / initial lr) without a bound; / 3
     "budget_fraction",  # fraction of the step budget used, in [0, 1]
 )
+GREEDY_RESIDUAL_FEATURE_NAMES = FEATURE_NAMES + (
+    "correction",  # the current LR multiplier over the base schedule, log / log(max correction)
+    "log_val_ratio",  # log(latest validation loss / first one) / 3; 0 before the first
+    "val_rise",  # log(latest validation loss / lowest so far) x 10; 0 before the first
+)
+"""Observation of a residual policy over the budget-aware GreedyLR
+(:mod:`learnlr.rl.residual`): :data:`FEATURE_NAMES` (with ``log_relative_lr`` relative to the
+initial LR) plus the correction and the validation losses the run has seen."""
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "direct": FEATURE_NAMES, "greedy_residual": GREEDY_RESIDUAL_FEATURE_NAMES,
+}
+"""Observation layout of each policy ``kind`` (:class:`learnlr.rl.policy.PolicyConfig`):
+``"direct"`` policies set the LR themselves from :data:`FEATURE_NAMES`; residual policies
+(registered by their modules) correct a base schedule and see more."""
 OBS_LIMIT = 5.0
 """Every feature is clipped to ``[-OBS_LIMIT, OBS_LIMIT]`` (the observation space's box)."""
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from learnlr.rl.features import FEATURE_NAMES
+from learnlr.rl.features import FEATURE_NAMES, FEATURE_SETS
 
 __all__ = ["PolicyConfig", "PolicyNetwork", "export_sb3_policy", "load_policy", "save_policy"]
 
@@ -42,6 +42,9 @@ class PolicyConfig:
     """Losses in the variance feature."""
     feature_names: list[str] = field(default_factory=lambda: list(FEATURE_NAMES))
     """Observation layout the policy was trained on (checked at load time)."""
+    kind: str = "direct"
+    """``"direct"``: the policy sets the LR (:data:`FEATURE_NAMES`); a residual kind (a key of
+    :data:`learnlr.rl.features.FEATURE_SETS`): the policy corrects a base schedule."""
     workload: str = "nmf"
     """Workload family the policy was trained on."""
     training: dict[str, Any] = field(default_factory=dict)
@@ -54,6 +57,8 @@ class PolicyConfig:
             raise ValueError(
                 f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
             )
+        if self.kind not in FEATURE_SETS:
+            raise ValueError(f"kind must be one of {sorted(FEATURE_SETS)}, got {self.kind!r}")
         if not self.hidden_sizes or any(int(h) < 1 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive integers, got {self.hidden_sizes}")
         if self.steps_per_action < 1:
@@ -118,10 +123,14 @@ def load_policy(path: str | Path) -> PolicyNetwork:
         raise ValueError(
             f"policy format_version must be {FORMAT_VERSION}, got {raw.get('format_version')!r}"
         )
-    if list(raw.get("feature_names", [])) != list(FEATURE_NAMES):
+    kind = raw.get("kind", "direct")
+    if kind not in FEATURE_SETS:
+        raise ValueError(f"policy kind must be one of {sorted(FEATURE_SETS)}, got {kind!r}")
+    expected = list(FEATURE_SETS[kind])
+    if list(raw.get("feature_names", [])) != expected:
         raise ValueError(
             f"policy feature_names {raw.get('feature_names')} do not match this version's "
-            f"{list(FEATURE_NAMES)}"
+            f"{expected} for kind {kind!r}"
         )
     network = PolicyNetwork(PolicyConfig(**raw))
     network.load_state_dict(load_file(str(weights)))
