@@ -53,6 +53,9 @@ class BenchRequest:
     plugins: tuple[str, ...] = ()
     tune: str = "shared"
     """One of :data:`TUNE_MODES`."""
+    first_seed: int = 0
+    """Seeds run are ``first_seed .. first_seed + seeds - 1`` (the RL trainer's base runs use
+    seeds the evaluation never sees)."""
 
     def __post_init__(self) -> None:
         if self.tune not in TUNE_MODES:
@@ -200,7 +203,7 @@ def _choose_base_lr(store: ExperimentStore, grid: list[CellConfig]) -> float:
 
 
 def _main_grid(plan: BenchPlan, suite: Suite, budgets: dict[str, tuple[int, int]],
-               optimizers: Sequence[str], schedules: Sequence[str], seeds: int
+               optimizers: Sequence[str], schedules: Sequence[str], seeds: Sequence[int]
                ) -> list[CellConfig]:
     """Phase 2's cells: every schedule in the optimizer columns it runs in, on its LR tracks,
     every seed."""
@@ -217,7 +220,7 @@ def _main_grid(plan: BenchPlan, suite: Suite, budgets: dict[str, tuple[int, int]
                 cells += [CellConfig(w, o, s, seed, lr, budget, every, fingerprint,
                                      lr_scale=scale)
                           for scale in suite.scales_for(s, spec.uses_base_lr)
-                          for seed in range(seeds)]
+                          for seed in seeds]
     return cells
 
 
@@ -250,7 +253,8 @@ def run_benchmark(request: BenchRequest, progress: Progress | None = None) -> Be
                 if request.tune == "per-schedule":
                     _tune_per_schedule(run, request, budgets, optimizers, schedules)
                 seeds = request.seeds if request.seeds is not None else suite.seeds
-                plan.main = _main_grid(plan, suite, budgets, optimizers, schedules, seeds)
+                plan.main = _main_grid(plan, suite, budgets, optimizers, schedules,
+                                       range(request.first_seed, request.first_seed + seeds))
                 store.supersede(plan.main)
                 store.mark_purpose(plan.main_hashes, "main")
                 run.run(plan.main, "running cells", "main")

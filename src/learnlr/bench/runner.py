@@ -198,7 +198,7 @@ class TrainingRun:
             if math.isfinite(train_loss):
                 if hooks.step_on in ("step", "step_then_eval"):
                     hooks.scheduler.step()
-                elif hooks.step_on == "step_loss":
+                elif hooks.step_on in ("step_loss", "step_loss_then_eval"):
                     hooks.scheduler.step(train_loss)
                 done = step + 1
                 if (eval_every is not None and done % eval_every == 0) or (
@@ -206,7 +206,8 @@ class TrainingRun:
                     val_loss = self._record_eval(done)
                     if math.isfinite(val_loss) and hooks.step_on == "eval_loss":
                         hooks.scheduler.step(val_loss)
-                    elif math.isfinite(val_loss) and hooks.step_on == "step_then_eval":
+                    elif math.isfinite(val_loss) and hooks.step_on in ("step_then_eval",
+                                                                       "step_loss_then_eval"):
                         hooks.scheduler.decide(val_loss)
             if not math.isfinite(train_loss if val_loss is None else val_loss):
                 self.status = "diverged"
@@ -215,12 +216,20 @@ class TrainingRun:
                 return
 
 
-def run_cell(config: CellConfig, plugins: Iterable[str] = ()) -> CellResult:
-    """Train one cell and return its measures; never raises on divergence (status "diverged")."""
+def run_cell(config: CellConfig, plugins: Iterable[str] = (),
+             hooks: Callable[[Iterable[torch.nn.Parameter], CellConfig], TrainingHooks] | None
+             = None) -> CellResult:
+    """Train one cell and return its measures; never raises on divergence (status "diverged").
+
+    ``hooks(params, config)`` builds the optimizer and scheduler instead of the registry entry
+    ``config.schedule`` (a schedule that is not registered, e.g. a policy under evaluation).
+    """
     torch.set_num_threads(1)
     workload = shared_workload(config.workload, plugins)
 
     def build(params: Iterable[torch.nn.Parameter]) -> TrainingHooks:
+        if hooks is not None:
+            return hooks(params, config)
         return build_schedule(config.schedule, params, config.optimizer, base_lr=config.lr,
                               budget_steps=config.budget_steps, eval_every=config.eval_every)[1]
 

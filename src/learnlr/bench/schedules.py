@@ -10,6 +10,8 @@ A schedule entry turns ``(params, optimizer name, base LR, budget)`` into an opt
   ``greedy_eval``, ``hf_greedy``: the way transformers' Trainer steps them);
 * ``step_on="step_then_eval"``: ``scheduler.step()`` after every optimizer step (the budget
   envelope) and ``scheduler.decide(val_loss)`` after each evaluation (``greedy_eval_budget``);
+* ``step_on="step_loss_then_eval"``: ``scheduler.step(train_loss)`` after every optimizer step
+  and ``scheduler.decide(val_loss)`` after each evaluation (``rl_deep``, the residual policy);
 * ``needs_closure``: the optimizer wants ``step(closure)`` (stochastic line search);
 * ``train_mode`` / ``eval_mode``: called before training steps / before evaluation
   (schedule-free optimizers keep two iterates and must be switched).
@@ -51,7 +53,7 @@ OPTIMIZERS: dict[str, str] = {
     "adagrad": "Adagrad (torch defaults)",
 }
 
-STEP_ON = ("none", "step", "step_loss", "eval_loss", "step_then_eval")
+STEP_ON = ("none", "step", "step_loss", "eval_loss", "step_then_eval", "step_loss_then_eval")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from learnlr.rl.features import ObservationBuilder
 from learnlr.rl.policy import PolicyNetwork, load_policy
+from learnlr.rl.residual import GreedyResidual
 
 __all__ = ["PRETRAINED", "RLScheduler", "apply_lr_action", "grad_norm_of", "pretrained_path"]
 
@@ -103,6 +104,20 @@ class RLScheduler(LRScheduler):
         if not (max_lr_factor >= 1 and math.isfinite(max_lr_factor)):
             raise ValueError(f"max_lr_factor must be a finite value >= 1, got {max_lr_factor}")
         self.policy = policy if isinstance(policy, PolicyNetwork) else load_policy(policy)
+        kind = self.policy.config.kind
+        if kind not in ("direct", "greedy_residual"):
+            raise ValueError(f"RLScheduler runs 'direct' and 'greedy_residual' policies, got "
+                             f"kind {kind!r}")
+        self.residual: GreedyResidual | None = None
+        if kind == "greedy_residual":
+            if lr_bound is not None:
+                raise ValueError("lr_bound applies to direct policies only; a greedy_residual "
+                                 "policy corrects GreedyLR, whose bounds are its own")
+            # Built before this scheduler's own LRScheduler init, right after the optimizer:
+            # the same GreedyLR as a plain GreedyLR(opt, total_steps=N).
+            self.residual = GreedyResidual(optimizer, total_steps,
+                                           max_log_change=self.policy.config.max_log_change,
+                                           feature_window=self.policy.config.feature_window)
         self.total_steps = total_steps
         self.lr_bound = lr_bound
         self.max_lr_factor = max_lr_factor
@@ -134,6 +149,11 @@ class RLScheduler(LRScheduler):
         loss = float(metric.detach()) if isinstance(metric, torch.Tensor) else float(metric)
         self.last_epoch += 1
         self._step_count += 1
+        if self.residual is not None:
+            self.residual.record(loss)
+            self.calls += 1
+            self._last_lr = self.get_lr()
+            return
         config = self.policy.config
         if self.calls == 0:
             self.features.reset(loss, grad_norm_of(self.optimizer))
@@ -142,6 +162,21 @@ class RLScheduler(LRScheduler):
         if self.calls % config.steps_per_action == 0:
             self._decide(loss)
         self.calls += 1
+        self._last_lr = self.get_lr()
+
+    def decide(self, val_loss: SupportsFloat) -> None:
+        """Residual policies: after each evaluation, pass the validation loss; the policy then
+        sets its correction of GreedyLR's LR until the next evaluation.
+
+        A run that never calls it is exactly ``GreedyLR(opt, total_steps=N)``.
+        """
+        if self.residual is None:
+            raise TypeError("decide() is for greedy_residual policies; a direct policy acts in "
+                            "step(loss)")
+        value = float(val_loss.detach()) if isinstance(val_loss, torch.Tensor) else float(val_loss)
+        self.residual.record_validation(value)
+        self.last_action = self.policy.act(self.residual.observation())
+        self.residual.act(self.last_action)
         self._last_lr = self.get_lr()
 
     def _decide(self, loss: float) -> None:
@@ -173,6 +208,7 @@ class RLScheduler(LRScheduler):
             "base_lrs": [float(lr) for lr in self.base_lrs],
             "last_lr": [float(lr) for lr in self._last_lr],
             "features": self.features.state_dict(),
+            "residual": None if self.residual is None else self.residual.state_dict(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -190,3 +226,7 @@ class RLScheduler(LRScheduler):
         self.base_lrs = [float(v) for v in state_dict["base_lrs"]]
         self._last_lr = [float(v) for v in state_dict["last_lr"]]
         self.features.load_state_dict(state_dict["features"])
+        if (state_dict.get("residual") is None) != (self.residual is None):
+            raise ValueError("this state was saved with a different policy kind")
+        if self.residual is not None:
+            self.residual.load_state_dict(state_dict["residual"])

@@ -25,7 +25,7 @@ from learnlr.bench.schedules import (
 )
 from learnlr.nmf.schedules import NMFSchedule, register_nmf_schedule
 
-__all__ = ["learned_schedule", "policy_fingerprint"]
+__all__ = ["learned_schedule", "policy_fingerprint", "policy_hooks"]
 
 
 def policy_fingerprint(name: str) -> Callable[[], str]:
@@ -44,15 +44,27 @@ def policy_fingerprint(name: str) -> Callable[[], str]:
     return digest
 
 
+def policy_hooks(policy: Any, params: Sequence[torch.nn.Parameter], optimizer_name: str,
+                 lr: float, budget_steps: int) -> TrainingHooks:
+    """The optimizer and :class:`~learnlr.rl.scheduler.RLScheduler` of a policy (a
+    :class:`~learnlr.rl.policy.PolicyNetwork` or a saved policy's path stem) on a benchmark
+    cell. A direct policy acts on the training loss (one decision every 10 steps, LR relative
+    to the base LR, capped at 10x); a ``greedy_residual`` policy corrects GreedyLR after each
+    evaluation (``step_on="step_loss_then_eval"``)."""
+    from learnlr.rl.scheduler import RLScheduler
+
+    opt = make_optimizer(optimizer_name, params, lr)
+    sched = RLScheduler(opt, policy, total_steps=budget_steps)
+    step_on = "step_loss" if sched.residual is None else "step_loss_then_eval"
+    return TrainingHooks(opt, sched, step_on=step_on)
+
+
 def _pretrained(name: str) -> Callable[[Sequence[torch.nn.Parameter], BuildContext], TrainingHooks]:
     def build(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
-        from learnlr.rl.scheduler import RLScheduler
+        from learnlr.rl.scheduler import pretrained_path
 
-        opt = make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
-        # No stability bound on a benchmark workload: the LR is relative to the base LR and
-        # capped at 10x; one decision every 10 steps.
-        sched = RLScheduler.pretrained(name, opt, total_steps=ctx.budget_steps)
-        return TrainingHooks(opt, sched, step_on="step_loss")
+        return policy_hooks(pretrained_path(name), params, ctx.optimizer_name, ctx.base_lr,
+                            ctx.budget_steps)
 
     return build
 

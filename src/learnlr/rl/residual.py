@@ -1,0 +1,162 @@
+"""Residual LR control: a learned, bounded correction on top of the budget-aware GreedyLR.
+
+The base is ``GreedyLR(optimizer, total_steps=N)`` exactly as the benchmark's ``greedy_step``
+builds it. After every validation evaluation the policy sets a multiplier
+``m = exp(a * max_log_change)`` (``a`` in ``[-1, 1]``) and from then on every update uses
+``m x`` GreedyLR's own LR (its decisions, warmup and final anneal are unchanged underneath).
+
+Why residual: training starts from a strong schedule, and a zero action is the base itself. While
+``m`` is exactly 1 the optimizer's LRs are never written here, so a zero policy reproduces the
+base trajectory bit for bit (tested in the environment, in :class:`RLScheduler` and in the
+benchmark runner).
+
+Why decide at evaluations: the reward is the final validation loss, and the validation loss is
+the signal GreedyLR's training-loss rule cannot see (on the workloads where the base loses at a
+tuned LR, the validation loss stops following the training loss). A run that never evaluates
+never calls :meth:`GreedyResidual.decide` and is exactly the base.
+
+One definition of the controller, shared by
+:class:`learnlr.rl.residual_env.ResidualWorkloadEnv` (training) and
+:class:`learnlr.rl.scheduler.RLScheduler` (use), so a policy sees the same observations in both.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, SupportsFloat
+
+import numpy as np
+import torch
+from torch.optim import Optimizer
+
+from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
+
+__all__ = ["GreedyResidual"]
+
+_STATE_VERSION = 1
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 and math.isfinite(x) else -30.0
+
+
+class GreedyResidual:
+    """Budget-aware GreedyLR with a multiplicative correction set at each evaluation.
+
+    Args:
+        optimizer: the wrapped optimizer (its current LRs are the base LRs).
+        total_steps: the run's length in optimizer steps (GreedyLR's budget).
+        max_log_change: the correction is ``exp(a * max_log_change)``, so at most
+            ``exp(max_log_change)`` either way.
+        feature_window: losses in the variance feature.
+    """
+
+    def __init__(self, optimizer: Optimizer, total_steps: int, *, max_log_change: float,
+                 feature_window: int = 10) -> None:
+        from learnlr.torch.greedy import GreedyLR
+
+        if not (0 < max_log_change <= 5):
+            raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
+        # Built first, right after the optimizer: exactly the bench's greedy_step.
+        self.greedy = GreedyLR(optimizer, total_steps=total_steps)
+        self.optimizer = optimizer
+        self.total_steps = total_steps
+        self.max_log_change = max_log_change
+        self.initial_lr = float(self.greedy.base_lrs[0])
+        self.features = ObservationBuilder(feature_window)
+        self.multiplier = 1.0
+        self.action = 0.0
+        self.calls = 0
+        self.loss = float("nan")
+        self._scaled = False  # True while the optimizer holds m x GreedyLR's LRs (m != 1)
+        self.val_first: float | None = None
+        self.val_best: float | None = None
+        self.val_last: float | None = None
+
+    # -- per step ------------------------------------------------------------------------------
+    def record(self, loss: SupportsFloat) -> None:
+        """One optimizer step's training loss: GreedyLR steps, then the correction is applied."""
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        self.greedy.step(value)
+        if self.calls == 0:
+            from learnlr.rl.scheduler import grad_norm_of
+
+            self.features.reset(value, grad_norm_of(self.optimizer))
+        else:
+            self.features.record(value)
+        self.loss = value
+        self.calls += 1
+        if self._scaled:
+            self._write()
+
+    def record_validation(self, val_loss: float) -> None:
+        """A validation loss (after an evaluation); the observation's validation features."""
+        if not math.isfinite(val_loss):
+            return
+        if self.val_first is None:
+            self.val_first = self.val_best = val_loss
+        self.val_best = min(self.val_best, val_loss)
+        self.val_last = val_loss
+
+    # -- per decision --------------------------------------------------------------------------
+    def observation(self) -> np.ndarray:
+        """Features of :data:`learnlr.rl.features.GREEDY_RESIDUAL_FEATURE_NAMES` (float32)."""
+        from learnlr.rl.scheduler import grad_norm_of
+
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        fraction = (self.calls - 1) / self.total_steps
+        base = self.features.observe(self.loss, grad_norm_of(self.optimizer), lr, self.initial_lr,
+                                     fraction)
+        val_ratio = val_rise = 0.0
+        if self.val_last is not None:
+            val_ratio = (_log(self.val_last) - _log(self.val_first)) / 3.0
+            val_rise = 10.0 * (_log(self.val_last) - _log(self.val_best))
+        extra = np.array([self.action, val_ratio, val_rise], dtype=np.float64)
+        extra = np.clip(np.nan_to_num(extra, nan=0.0), -OBS_LIMIT, OBS_LIMIT)
+        return np.concatenate([base, extra.astype(np.float32)])
+
+    def act(self, action: float) -> None:
+        """Set the correction to ``exp(action * max_log_change)`` (action clipped to [-1, 1])."""
+        a = min(max(float(action), -1.0), 1.0)
+        if not math.isfinite(a):
+            a = 0.0
+        self.action = a
+        self.multiplier = math.exp(a * self.max_log_change)
+        if self._scaled or self.multiplier != 1.0:
+            self._write()
+
+    def _write(self) -> None:
+        """The optimizer's LRs = GreedyLR's LRs for the next update x the correction."""
+        m = self.multiplier
+        for group, lr in zip(self.optimizer.param_groups, self.greedy.get_last_lr()):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr * m)
+            else:
+                group["lr"] = lr * m
+        self._scaled = m != 1.0
+
+    # -- checkpointing -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state (GreedyLR's own state included)."""
+        return {
+            "version": _STATE_VERSION, "greedy": self.greedy.state_dict(),
+            "features": self.features.state_dict(), "multiplier": self.multiplier,
+            "action": self.action, "calls": self.calls, "loss": self.loss,
+            "scaled": self._scaled, "val": [self.val_first, self.val_best, self.val_last],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`; the optimizer's LRs are rewritten as they were."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"GreedyResidual state version {state.get('version')!r} is not "
+                             f"supported (expected {_STATE_VERSION})")
+        self.greedy.load_state_dict(state["greedy"])
+        self.features.load_state_dict(state["features"])
+        self.multiplier = float(state["multiplier"])
+        self.action = float(state["action"])
+        self.calls = int(state["calls"])
+        self.loss = float(state["loss"])
+        self.val_first, self.val_best, self.val_last = state["val"]
+        self._scaled = bool(state["scaled"])
+        if self._scaled:
+            self._write()

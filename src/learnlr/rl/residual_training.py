@@ -1,0 +1,165 @@
+"""Train a residual policy over ``greedy_step`` from the experiment store (``learnlr[rl]``).
+
+The store is the agent's memory. The base runs that pair every episode's reward are ordinary
+benchmark cells (schedule ``greedy_step``, training seeds ``first_seed ..``), computed through
+:func:`learnlr.bench.benchmark.run_benchmark`: a cell the store already holds is read, never
+recomputed, so a second training run on the same store only trains. The base LRs are the
+store's tuned ones (the bench's protocol), so the LR tracks mean what they mean in the report.
+
+Training seeds (default 1000-1002) are disjoint from the benchmark's evaluation seeds (0, 1, 2).
+PPO is stable-baselines3's, on ``n_envs`` environments in parallel processes
+(``SubprocVecEnv``); the actor is exported to a :class:`~learnlr.rl.policy.PolicyNetwork`
+(safetensors + JSON, kind ``"greedy_residual"``); SB3's pickled ``.zip`` is never written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
+from learnlr.rl.residual_env import BASE_SCHEDULE, ResidualEpisode
+
+__all__ = ["ResidualTrainConfig", "base_episodes", "train_residual"]
+
+
+@dataclass
+class ResidualTrainConfig:
+    """What a residual policy is trained on, and PPO's settings."""
+
+    workloads: list[str]
+    """Benchmark workloads whose cells are the episodes (the training fold)."""
+    optimizers: list[str] = field(default_factory=lambda: ["sgd", "adamw"])
+    lr_scales: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0])
+    """LR tracks the episodes start from (x the tuned base LR)."""
+    seeds: int = 3
+    first_seed: int = 1000
+    """Episode seeds are ``first_seed .. first_seed + seeds - 1`` (never the bench's 0, 1, 2)."""
+    suite: str = "quick"
+    """Budgets, evaluation interval and base-LR protocol of this suite."""
+    timesteps: int = 4096
+    """PPO decisions in total (an episode has one per evaluation, 10-20)."""
+    seed: int = 0
+    n_envs: int = 2
+    n_steps: int = 64
+    batch_size: int = 64
+    n_epochs: int = 10
+    gamma: float = 1.0
+    """The reward comes at the end only: undiscounted."""
+    learning_rate: float = 3e-4
+    log_std_init: float = -1.0
+    hidden_sizes: list[int] = field(default_factory=lambda: [32, 32])
+    max_log_change: float = math.log(2.0)
+    """The correction is at most 2x either way."""
+    divergence_penalty: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("timesteps", "seeds", "n_envs", "n_steps", "batch_size", "n_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.workloads:
+            raise ValueError("workloads must name at least one benchmark workload")
+        if any(not (s > 0 and math.isfinite(s)) for s in self.lr_scales) or not self.lr_scales:
+            raise ValueError(f"lr_scales must be finite values > 0, got {self.lr_scales}")
+        if not (0 < self.max_log_change <= 5):
+            raise ValueError(f"max_log_change must be in (0, 5], got {self.max_log_change}")
+        if not (0 < self.gamma <= 1):
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+
+    def policy_config(self, training: dict[str, Any] | None = None) -> PolicyConfig:
+        from learnlr.rl.features import GREEDY_RESIDUAL_FEATURE_NAMES
+
+        return PolicyConfig(hidden_sizes=list(self.hidden_sizes), activation="tanh",
+                            max_log_change=self.max_log_change,
+                            feature_names=list(GREEDY_RESIDUAL_FEATURE_NAMES),
+                            kind="greedy_residual", workload=",".join(self.workloads),
+                            training=training or {})
+
+
+def base_episodes(config: ResidualTrainConfig, store_dir: str | Path, *, workers: int = 1,
+                  progress: Any = None) -> tuple[list[ResidualEpisode], int]:
+    """The episodes of ``config`` with their base runs' final validation losses.
+
+    Missing base cells are computed (and stored) by the benchmark itself; returns the episodes
+    and how many cells this call computed (0 on a second call with the same store).
+    """
+    from learnlr.bench.benchmark import BenchRequest, run_benchmark
+    from learnlr.bench.store import STORE_FILENAME, ExperimentStore
+    from learnlr.bench.suites import SUITES
+
+    if config.suite not in SUITES:
+        raise ValueError(f"suite must be one of {sorted(SUITES)}, got {config.suite!r}")
+    suite = dataclasses.replace(SUITES[config.suite], lr_scales=tuple(config.lr_scales))
+    request = BenchRequest(suite=suite, out_dir=Path(store_dir),
+                           workloads=tuple(config.workloads),
+                           optimizers=tuple(config.optimizers), schedules=(BASE_SCHEDULE,),
+                           seeds=config.seeds, first_seed=config.first_seed, workers=workers)
+    plan = run_benchmark(request, progress) if progress is not None else run_benchmark(request)
+    episodes = []
+    with ExperimentStore(Path(store_dir) / STORE_FILENAME) as store:
+        # Not "main": `learnlr report` on this store keeps showing the benchmark's own cells.
+        store.mark_purpose(plan.main_hashes, "rl-base")
+        for cell in plan.main:
+            result = store.get_result(cell)
+            if result is None:
+                raise RuntimeError(f"base cell {cell.hash[:12]} is missing after the run")
+            final = result.get("final_val_loss")
+            episodes.append(ResidualEpisode(
+                cell.workload, cell.optimizer, cell.seed, cell.base_lr, cell.lr_scale,
+                cell.budget_steps, cell.eval_every,
+                None if result.get("status") != "ok" or final is None else float(final)))
+    return episodes, plan.computed
+
+
+def _make_env(episodes: list[dict[str, Any]], max_log_change: float,
+              divergence_penalty: float) -> Any:
+    from learnlr.rl.residual_env import ResidualWorkloadEnv
+
+    return ResidualWorkloadEnv(episodes, max_log_change=max_log_change,
+                               divergence_penalty=divergence_penalty)
+
+
+def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode], *,
+                   progress: bool = False, command: str = "") -> PolicyNetwork:
+    """PPO on ``episodes`` (parallel processes when ``n_envs > 1``); returns the actor."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    env_kwargs = {"episodes": [e.to_json() for e in episodes],
+                  "max_log_change": config.max_log_change,
+                  "divergence_penalty": config.divergence_penalty}
+    vec_cls = SubprocVecEnv if config.n_envs > 1 else DummyVecEnv
+    vec_env = make_vec_env(_make_env, n_envs=config.n_envs, seed=config.seed,
+                           env_kwargs=env_kwargs, vec_env_cls=vec_cls)
+    policy_kwargs = {"net_arch": {"pi": list(config.hidden_sizes),
+                                  "vf": list(config.hidden_sizes)},
+                     "activation_fn": nn.Tanh, "log_std_init": config.log_std_init}
+    model = PPO("MlpPolicy", vec_env, learning_rate=config.learning_rate,
+                n_steps=config.n_steps, batch_size=config.batch_size, n_epochs=config.n_epochs,
+                gamma=config.gamma, gae_lambda=1.0, policy_kwargs=policy_kwargs,
+                seed=config.seed, device="cpu", verbose=0)
+    started = time.perf_counter()
+    try:
+        model.learn(total_timesteps=config.timesteps, progress_bar=progress)
+    finally:
+        vec_env.close()
+    training = {
+        "algorithm": "PPO (stable-baselines3), residual over greedy_step",
+        "config": asdict(config),
+        "episodes": len(episodes),
+        "seconds": round(time.perf_counter() - started, 1),
+        "command": command,
+    }
+    return export_sb3_policy(model, config.policy_config(training))

@@ -1,0 +1,203 @@
+"""Residual control over the budget-aware GreedyLR: bit-exact zero action, env = scheduler,
+reward pairing, store reuse, policy files without SB3 or pickle."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from learnlr.bench.records import CellConfig
+from learnlr.bench.runner import run_cell
+from learnlr.bench.schedules import schedule_fingerprint
+from learnlr.rl.policy import PolicyNetwork, load_policy, save_policy
+from learnlr.rl.residual import GreedyResidual
+from learnlr.rl.residual_env import ResidualEpisode, ResidualWorkloadEnv, paired_reward
+from learnlr.rl.residual_training import ResidualTrainConfig, base_episodes
+from learnlr.rl.scheduler import RLScheduler
+from learnlr.rl.schedules import policy_hooks
+from learnlr.torch.greedy import GreedyLR
+
+CELL = dict(workload="digits-cnn", optimizer="sgd", seed=3, base_lr=0.1, budget_steps=40,
+            eval_every=10)
+
+
+def _policy(scale: float, seed: int = 0) -> PolicyNetwork:
+    """A residual policy: zero weights (scale 0) or random ones scaled by ``scale``."""
+    network = PolicyNetwork(ResidualTrainConfig(workloads=["digits-cnn"]).policy_config())
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.copy_(torch.randn_like(p) * scale)
+    return network.eval()
+
+
+def _episode(lr_scale: float = 1.0, base_val: float | None = 1.0) -> ResidualEpisode:
+    return ResidualEpisode(**CELL, lr_scale=lr_scale, base_val_loss=base_val)
+
+
+def _base_cell(lr_scale: float = 1.0) -> CellConfig:
+    return CellConfig(**CELL, schedule="greedy_step", fingerprint=schedule_fingerprint(
+        "greedy_step"), lr_scale=lr_scale)
+
+
+def _play(env: ResidualWorkloadEnv, act) -> tuple[float, dict]:
+    obs, info = env.reset(seed=0)
+    total, done = 0.0, False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(np.array([act(obs)]))
+        total += reward
+        done = terminated or truncated
+    return total, info
+
+
+@pytest.mark.parametrize("lr_scale", [0.1, 1.0])
+def test_zero_action_env_reproduces_the_base_cell_bit_for_bit(lr_scale):
+    base = run_cell(_base_cell(lr_scale))
+    env = ResidualWorkloadEnv([_episode(lr_scale, base.summary["final_val_loss"])])
+    total, info = _play(env, lambda obs: 0.0)
+    assert env.lrs == base.trajectory_lr
+    assert env.val_losses == [v for _, v in base.summary["val_curve"]]
+    assert total == 0.0 and info["multiplier"] == 1.0
+
+
+def test_zero_policy_rlscheduler_in_the_runner_reproduces_greedy_step():
+    base = run_cell(_base_cell())
+    zero = _policy(0.0)
+    config = CellConfig(**CELL, schedule="rl_residual")
+    ours = run_cell(config, hooks=lambda params, c: policy_hooks(zero, params, c.optimizer,
+                                                                 c.lr, c.budget_steps))
+    assert ours.trajectory_lr == base.trajectory_lr
+    assert ours.summary["val_curve"] == base.summary["val_curve"]
+
+
+def test_env_and_rlscheduler_take_the_same_decisions():
+    policy = _policy(0.5, seed=1)
+    env = ResidualWorkloadEnv([_episode()])
+    _play(env, policy.act)
+    config = CellConfig(**CELL, schedule="rl_residual")
+    ours = run_cell(config, hooks=lambda params, c: policy_hooks(policy, params, c.optimizer,
+                                                                 c.lr, c.budget_steps))
+    base = run_cell(_base_cell())
+    assert ours.trajectory_lr == env.lrs
+    assert ours.trajectory_lr != base.trajectory_lr  # the random policy did correct the LR
+
+
+def test_correction_multiplies_greedys_own_lr_and_undoes_cleanly():
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    residual = GreedyResidual(opt, 50, max_log_change=math.log(2.0))
+    ref = GreedyLR(ref_opt, total_steps=50)
+    losses = [1.0 / (t + 1) for t in range(30)]
+    for t, loss in enumerate(losses):
+        model.weight.grad = torch.ones_like(model.weight)
+        residual.record(loss)
+        ref.step(loss)
+        if t == 5:
+            residual.act(1.0)
+        if t == 20:
+            residual.act(0.0)
+        m = 2.0 if 5 <= t < 20 else 1.0
+        assert opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"] * m,
+                                                           rel=1e-12)
+    residual.act(-1.0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"] / 2)
+
+
+def test_paired_reward():
+    assert paired_reward(0.5, 0.5, 2.0) == 0.0
+    assert paired_reward(0.6, 0.5, 2.0) == pytest.approx(math.log(0.5 / 0.6))
+    assert paired_reward(0.4, 0.5, 2.0) > 0
+    assert paired_reward(None, 0.5, 2.0) == -2.0
+    assert paired_reward(float("nan"), 0.5, 2.0) == -2.0
+    assert paired_reward(1e9, 0.5, 2.0) == -2.0  # clipped
+    assert paired_reward(0.5, None, 2.0) == 1.0  # the base diverged, this run finished
+
+
+def test_worse_run_than_the_base_gets_a_negative_paired_reward():
+    base = run_cell(_base_cell())
+    env = ResidualWorkloadEnv([_episode(base_val=base.summary["final_val_loss"])])
+    total, info = _play(env, lambda obs: -1.0)  # half the LR all run: slower on 40 steps
+    assert total == pytest.approx(paired_reward(info["val_loss"], info["base_val_loss"], 2.0))
+    assert info["val_loss"] != base.summary["final_val_loss"]
+
+
+def test_divergence_ends_the_episode_with_the_penalty():
+    env = ResidualWorkloadEnv([_episode(lr_scale=1e4)], divergence_penalty=3.0)
+    total, info = _play(env, lambda obs: 1.0)
+    assert info["diverged"] and total == -3.0
+
+
+def test_second_training_run_on_the_same_store_recomputes_no_base_cell(tmp_path):
+    config = ResidualTrainConfig(workloads=["digits-cnn"], optimizers=["sgd"], suite="tiny",
+                                 seeds=1, lr_scales=[1.0, 10.0])
+    episodes, computed = base_episodes(config, tmp_path)
+    assert computed > 0 and len(episodes) == 2
+    again, recomputed = base_episodes(config, tmp_path)
+    assert recomputed == 0 and again == episodes
+    assert {e.seed for e in episodes} == {1000}  # never an evaluation seed
+    cell = episodes[0].base_cell(schedule_fingerprint("greedy_step"))
+    assert run_cell(cell).summary["final_val_loss"] == episodes[0].base_val_loss
+
+
+def test_rlscheduler_resume_is_exact(tmp_path):
+    policy = _policy(0.5, seed=2)
+
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        return model, opt, RLScheduler(opt, policy, total_steps=60)
+
+    def train(model, opt, sched, steps):
+        for t in steps:
+            x = torch.linspace(-1, 1, 4) * (t % 7)
+            loss = (model(x) - 1.0).pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step(loss)
+            if t % 10 == 9:
+                sched.decide(loss.item() * 1.1)
+        return [g["lr"] for g in opt.param_groups]
+
+    full = train(*make(), range(60))
+    model, opt, sched = make()
+    train(model, opt, sched, range(25))
+    state = json.loads(json.dumps(sched.state_dict()))
+    model2, opt2, sched2 = make()
+    model2.load_state_dict(model.state_dict())
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(state)
+    assert train(model2, opt2, sched2, range(25, 60)) == full
+
+
+def test_direct_policy_has_no_decide_and_residual_rejects_a_bound():
+    opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="lr_bound"):
+        RLScheduler(opt, _policy(0.0), total_steps=10, lr_bound=lambda: 1.0)
+
+
+def test_residual_policy_file_loads_without_sb3_or_pickle(tmp_path):
+    stem = tmp_path / "residual"
+    policy = _policy(0.3)
+    save_policy(policy, stem)
+    code = (
+        "import sys, pickle\n"
+        "sys.modules['stable_baselines3'] = None\n"
+        "def no(*a, **k): raise AssertionError('pickle used')\n"
+        "pickle.load = pickle.loads = no\n"
+        "from learnlr.rl.policy import load_policy\n"
+        f"p = load_policy({str(stem)!r})\n"
+        "assert p.config.kind == 'greedy_residual'\n"
+        "print(p.act([0.1] * len(p.config.feature_names)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout) == pytest.approx(policy.act(np.full(10, 0.1, dtype=np.float32)))
+    assert load_policy(stem).config.kind == "greedy_residual"
