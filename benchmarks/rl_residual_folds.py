@@ -66,7 +66,7 @@ def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) 
     from learnlr.rl.policy import save_policy
     from learnlr.rl.residual_training import ResidualTrainConfig, base_episodes, train_residual
 
-    stem = args.out / f"fold-{name}"
+    stem = args.out / (f"fold-{name}-bc" if args.bc else f"fold-{name}")
     config = ResidualTrainConfig(workloads=list(workloads), timesteps=args.timesteps,
                                  seeds=args.train_seeds, seed=args.seed, n_envs=args.workers)
     started = time.perf_counter()
@@ -78,8 +78,17 @@ def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) 
         return stem
     started = time.perf_counter()
     command = (f"python benchmarks/rl_residual_folds.py --store {args.store} --out {args.out} "
-               f"--timesteps {args.timesteps} --train-seeds {args.train_seeds} --seed {args.seed}")
-    network = train_residual(config, episodes, command=command)
+               f"--timesteps {args.timesteps} --train-seeds {args.train_seeds} --seed {args.seed}"
+               + (" --bc" if args.bc else ""))
+    warm = None
+    if args.bc:
+        from learnlr.rl.cloning import fit_actor
+        from learnlr.rl.residual_training import clone_targets
+
+        obs, actions, used = clone_targets(config, args.store)
+        warm = fit_actor(obs, actions, config.policy_config(), seed=args.seed)
+        print(f"fold {name}: cloned {len(obs)} decisions of {used} stored cells", flush=True)
+    network = train_residual(config, episodes, command=command, warm_start=warm)
     save_policy(network, stem)
     print(f"fold {name}: trained in {time.perf_counter() - started:.0f} s -> {stem}", flush=True)
     return stem
@@ -87,17 +96,27 @@ def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) 
 
 def eval_fold(name: str, workloads: tuple[str, ...], stem: Path, args: argparse.Namespace
               ) -> dict[str, Any]:
+    ours = run_policy_cells(stem, SUBJECT, workloads, args, f"rl-eval-{stem.name}")
+    cells = [{"config": c.config, "results": c.results}
+             for c in ours + rival_cells(workloads, args)]
+    summary = summarize_tracks(cells, SUBJECT)
+    summary["divergences"] = sum(c.results.get("status") != "ok" for c in ours)
+    summary["eval_workloads"] = list(workloads)
+    return summary
+
+
+def run_policy_cells(stem: Path, schedule: str, workloads: tuple[str, ...],
+                     args: argparse.Namespace, purpose: str) -> list[Any]:
+    """Run (or read back) ``stem``'s cells on ``workloads``: both optimizers, every track,
+    seeds ``0 .. eval_seeds - 1``, stored in ``OUT/runs.sqlite``."""
     fingerprint = policy_digest(stem)
     with ExperimentStore(args.store / STORE_FILENAME, readonly=True) as bench:
-        rival_cells = [c for c in bench.cells(purpose="main")
-                       if c.config["workload"] in workloads and c.config["schedule"] in RIVALS
-                       and int(c.config["seed"]) < args.eval_seeds]
         wanted = []
         for w in workloads:
             budget, every = WORKLOADS[w].budget_steps["quick"], WORKLOADS[w].eval_every["quick"]
             for o in OPTIMIZERS:
                 base_lr = bench.base_lr(w, o, budget)
-                wanted += [CellConfig(w, o, SUBJECT, seed, base_lr, budget, every, fingerprint,
+                wanted += [CellConfig(w, o, schedule, seed, base_lr, budget, every, fingerprint,
                                       lr_scale=scale)
                            for scale in SCALES for seed in range(args.eval_seeds)]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -106,25 +125,76 @@ def eval_fold(name: str, workloads: tuple[str, ...], stem: Path, args: argparse.
         started = time.perf_counter()
         with ProcessPoolExecutor(args.workers) as pool:
             for result in pool.map(_run, [(c.to_json(), str(stem)) for c in missing]):
-                store.write_cell(result, suite="quick", purpose=f"rl-eval-{name}")
-        print(f"fold {name}: {len(missing)} evaluation cells run "
-              f"({time.perf_counter() - started:.0f} s)", flush=True)
-        ours = [c for c in store.cells() if c.hash in {w.hash for w in wanted}]
-    cells = [{"config": c.config, "results": c.results} for c in ours + rival_cells]
-    summary = summarize_tracks(cells, SUBJECT)
-    summary["divergences"] = sum(c.results.get("status") != "ok" for c in ours)
+                store.write_cell(result, suite="quick", purpose=purpose)
+        print(f"{schedule}: {len(missing)} cells run ({time.perf_counter() - started:.0f} s)",
+              flush=True)
+        hashes = {c.hash for c in wanted}
+        return [c for c in store.cells() if c.hash in hashes]
+
+
+def rival_cells(workloads: tuple[str, ...], args: argparse.Namespace) -> list[Any]:
+    with ExperimentStore(args.store / STORE_FILENAME, readonly=True) as bench:
+        return [c for c in bench.cells(purpose="main")
+                if c.config["workload"] in workloads and c.config["schedule"] in RIVALS
+                and int(c.config["seed"]) < args.eval_seeds]
+
+
+ORACLE_ACTIONS = (-1.0, -0.5, 0.5, 1.0)
+"""Constant corrections of the oracle: x0.5, x0.71, x1.41, x2 (max_log_change log 2)."""
+
+
+def oracle(args: argparse.Namespace) -> dict[str, Any]:
+    """Headroom of a residual: per pair, the best *constant* correction in hindsight (or none).
+
+    A constant policy (zero weights, bias ``a``) applies ``2 ** a`` from the first evaluation
+    on; the oracle takes, per (workload, optimizer, track), the seed-mean-best of the base and
+    the four constants. An upper bound for any residual that cannot tell runs apart better
+    than its workload and track."""
+    import torch
+
+    from learnlr.rl.policy import PolicyNetwork, save_policy
+    from learnlr.rl.residual_training import ResidualTrainConfig
+
+    workloads = DEV + HELD_OUT
+    cells = []
+    for a in ORACLE_ACTIONS:
+        network = PolicyNetwork(ResidualTrainConfig(workloads=list(workloads)).policy_config())
+        with torch.no_grad():
+            for p in network.parameters():
+                p.zero_()
+            network.head.bias.fill_(a)
+        stem = args.out / f"constant{a:+g}"
+        save_policy(network, stem)
+        cells += run_policy_cells(stem, f"constant_correction{a:+g}", workloads, args, "oracle")
+    rivals = rival_cells(workloads, args)
+    by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for c in cells + [r for r in rivals if r.config["schedule"] == "greedy_step"]:
+        cfg = c.config
+        key = (cfg["workload"], cfg["optimizer"], cfg.get("lr_scale", 1.0))
+        by_key.setdefault(key, {}).setdefault(cfg["schedule"], []).append(c)
+    chosen = []
+    for group in by_key.values():
+        def mean(cs: list[Any]) -> float:
+            values = [c.results["final_val_loss"] for c in cs]
+            return math.inf if any(v is None for v in values) else sum(values) / len(values)
+        best = min(group, key=lambda s: mean(group[s]))
+        for c in group[best]:
+            chosen.append({"config": {**c.config, "schedule": "oracle"}, "results": c.results})
+    summary = summarize_tracks(chosen + [{"config": c.config, "results": c.results}
+                                         for c in rivals], "oracle")
+    summary["divergences"] = 0
     summary["eval_workloads"] = list(workloads)
     return summary
 
 
-def report(name: str, summary: dict[str, Any]) -> None:
+def report(name: str, summary: dict[str, Any], subject: str = SUBJECT) -> None:
     print(f"\n== fold {name}: evaluated on {', '.join(summary['eval_workloads'])} ==")
     for key, track in summary["by_lr_scale"].items():
         vs = track["greedy_vs"]
         parts = [f"{r} {100 * vs[r]['as_good_or_better']:.0f}% of {vs[r]['n']}"
                  for r in ("greedy_step", "cosine", "wsd") if r in vs]
         best = track["ratio_to_best"]
-        ratio = {s: best[s]["median"] for s in (SUBJECT, "greedy_step", "cosine", "wsd")
+        ratio = {s: best[s]["median"] for s in (subject, "greedy_step", "cosine", "wsd")
                  if s in best}
         print(f"x{key}: as good or better than " + ", ".join(parts))
         print("      median ratio to best: " + ", ".join(f"{s} {v:.3f}" for s, v in
@@ -134,7 +204,7 @@ def report(name: str, summary: dict[str, Any]) -> None:
             lo, hi = eff["ci95"]
             print(f"      effect vs greedy_step: {eff['median_ratio']:.3f} [{lo:.3f}, {hi:.3f}]")
     area = summary["profile_area_all_tracks"]
-    print(f"profile area (all tracks): {SUBJECT} {area.get(SUBJECT, math.nan):.3f}, "
+    print(f"profile area (all tracks): {subject} {area.get(subject, math.nan):.3f}, "
           f"greedy_step {area.get('greedy_step', math.nan):.3f}, "
           f"cosine {area.get('cosine', math.nan):.3f}, wsd {area.get('wsd', math.nan):.3f}")
     print(f"divergences: {summary['divergences']}")
@@ -152,13 +222,23 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--bc", action="store_true",
+                    help="warm start PPO by cloning the store's best runs of the training "
+                         "workloads (learnlr.rl.residual_training.clone_targets)")
+    ap.add_argument("--oracle", action="store_true",
+                    help="only the constant-correction oracle on all eight workloads")
     args = ap.parse_args()
     results = {}
+    if args.oracle:
+        results["oracle"] = oracle(args)
+        report("oracle", results["oracle"], "oracle")
+        args.folds = []
     for name in args.folds:
         train, held = FOLDS[name]
         stem = train_fold(name, train, args)
-        results[name] = eval_fold(name, held, stem, args)
-        report(name, results[name])
+        key = f"{name}-bc" if args.bc else name
+        results[key] = eval_fold(name, held, stem, args)
+        report(key, results[key])
     path = args.out / "folds.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     path.write_text(json.dumps(json_safe({**previous, **results}), indent=2) + "\n")

@@ -201,3 +201,81 @@ def test_residual_policy_file_loads_without_sb3_or_pickle(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(out.stdout) == pytest.approx(policy.act(np.full(10, 0.1, dtype=np.float32)))
     assert load_policy(stem).config.kind == "greedy_residual"
+
+
+def test_train_residual_cli_end_to_end_and_store_reuse(tmp_path, capsys):
+    from learnlr.cli import main
+
+    argv = ["rl", "train-residual", "--store", str(tmp_path / "bench"), "--workloads",
+            "digits-cnn", "--optimizers", "sgd", "--lr-scales", "1", "--seeds", "1",
+            "--timesteps", "8", "--workers", "1", "--suite", "tiny", "--no-progress",
+            "--out", str(tmp_path / "policy")]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "1 training cells" in first and "0 base cells computed" not in first
+    policy = load_policy(tmp_path / "policy")
+    assert policy.config.kind == "greedy_residual"
+    assert "learnlr rl train-residual" in policy.config.training["command"]
+    assert main(argv) == 0
+    assert "0 base cells computed now" in capsys.readouterr().out
+
+
+def test_train_residual_cli_bad_workload_is_a_usage_error(tmp_path, capsys):
+    from learnlr.cli import main
+
+    code = main(["rl", "train-residual", "--store", str(tmp_path), "--workloads", "nope",
+                 "--out", str(tmp_path / "p"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "valid workloads" in err and "Traceback" not in err
+
+
+def test_clone_targets_rebuild_the_envs_observations_from_the_store(tmp_path):
+    """Cloned observations along a stored greedy_step run are the ones the env shows at zero
+    action (but for the gradient feature, which the store does not keep), and the targets are
+    the mean log LR ratio to the best run until the next evaluation."""
+    from dataclasses import replace
+
+    from learnlr.bench.benchmark import BenchRequest, run_benchmark
+    from learnlr.bench.store import STORE_FILENAME, ExperimentStore
+    from learnlr.bench.suites import SUITES
+    from learnlr.rl.features import GREEDY_RESIDUAL_FEATURE_NAMES
+    from learnlr.rl.residual_training import _clone_cell, clone_targets
+
+    suite = replace(SUITES["tiny"], lr_scales=(1.0,))
+    run_benchmark(BenchRequest(suite=suite, out_dir=tmp_path, workloads=("reviews-imbalanced",),
+                               optimizers=("sgd",), schedules=("greedy_step", "constant"),
+                               seeds=1))
+    config = ResidualTrainConfig(workloads=["reviews-imbalanced"], optimizers=["sgd"],
+                                 lr_scales=[1.0], suite="tiny")
+    obs, actions, used = clone_targets(config, tmp_path)
+    assert used == 1 and obs.shape == (len(actions), len(GREEDY_RESIDUAL_FEATURE_NAMES))
+    assert np.all(np.abs(actions) <= 1.0)
+    with ExperimentStore(tmp_path / STORE_FILENAME, readonly=True) as store:
+        base = next(c for c in store.cells(purpose="main")
+                    if c.config["schedule"] == "greedy_step")
+        trajectory = store.trajectory(base.hash)
+    own_obs: list[np.ndarray] = []
+    own_actions: list[float] = []
+    assert _clone_cell(trajectory, trajectory.lr, math.log(2.0), own_obs, own_actions)
+    assert own_actions == [0.0] * len(own_actions)  # imitating itself: no correction
+    doubled: list[float] = []
+    halfway = [lr * math.sqrt(2.0) for lr in trajectory.lr]
+    _clone_cell(trajectory, [lr * 2 for lr in trajectory.lr], math.log(2.0), [], doubled)
+    assert doubled == pytest.approx([1.0] * len(own_actions))
+    assert len(doubled) == len(own_actions)
+    half: list[float] = []
+    _clone_cell(trajectory, halfway, math.log(2.0), [], half)
+    assert half == pytest.approx([0.5] * len(own_actions))
+    c = base.config
+    env = ResidualWorkloadEnv([ResidualEpisode(
+        c["workload"], c["optimizer"], c["seed"], c["base_lr"], 1.0, c["budget_steps"],
+        c["eval_every"], base.results["final_val_loss"])])
+    seen = [env.reset(seed=0)[0]]
+    for _ in own_actions[:-1]:
+        seen.append(env.step(np.zeros(1))[0])
+    grad = GREEDY_RESIDUAL_FEATURE_NAMES.index("log_grad_ratio")
+    keep = [i for i in range(obs.shape[1]) if i != grad]
+    assert len(own_obs) == c["budget_steps"] // c["eval_every"] - 1 >= 2
+    np.testing.assert_allclose(np.stack(seen)[:, keep], np.stack(own_obs)[:, keep], rtol=1e-5,
+                               atol=1e-6)

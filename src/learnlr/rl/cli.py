@@ -69,6 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
+    _register_residual(rl_sub)
+
     ev = rl_sub.add_parser("eval", help="learned vs hand-made schedules on held-out instances")
     ev.add_argument("--policy", default="nmf",
                     help="'nmf' (the shipped policy) or a path stem of a saved policy")
@@ -252,3 +254,101 @@ def _print_summary(summary: dict, budget: int) -> None:
               f"({100 * summary['fraction_ratio_le_goal']:.0f}% of instances <= 0.7)")
     if "best_fixed_step_config" in summary:
         print(f"best single step-decay configuration: {summary['best_fixed_step_config']}")
+
+
+def _register_residual(rl_sub: argparse._SubParsersAction) -> None:
+    from learnlr.rl.residual_training import ResidualTrainConfig
+
+    d = ResidualTrainConfig(workloads=["digits-cnn"])
+    res = rl_sub.add_parser(
+        "train-residual", help="train a residual policy over GreedyLR on benchmark workloads",
+        description="PPO learns a correction of the budget-aware GreedyLR (greedy_step), acting "
+                    "after each evaluation; each episode's reward is its final validation loss "
+                    "against the greedy_step cell of the same workload, optimizer, seed and LR "
+                    "track, read from the benchmark store (missing base cells are computed and "
+                    "stored there once).")
+    res.add_argument("--store", type=Path, required=True, metavar="DIR",
+                     help="benchmark folder (runs.sqlite) of the quick suite: its tuned base LRs "
+                          "and the base runs")
+    res.add_argument("--workloads", required=True, metavar="NAMES",
+                     help="comma-separated benchmark workloads to train on")
+    res.add_argument("--optimizers", default=",".join(d.optimizers), metavar="NAMES",
+                     help="comma-separated optimizer columns (default %(default)s)")
+    res.add_argument("--lr-scales", default=",".join(f"{s:g}" for s in d.lr_scales),
+                     metavar="SCALES", help="LR tracks to train on (default %(default)s)")
+    res.add_argument("--seeds", type=positive_int, default=d.seeds,
+                     help="training seeds per cell, from --first-seed (default %(default)s)")
+    res.add_argument("--first-seed", type=int, default=d.first_seed,
+                     help="first training seed; keep clear of the bench's 0.. (default "
+                          "%(default)s)")
+    res.add_argument("--timesteps", type=positive_int, default=d.timesteps,
+                     help="PPO decisions (default %(default)s)")
+    res.add_argument("--workers", type=positive_int, default=d.n_envs,
+                     help="parallel environments and base-run workers (default %(default)s)")
+    res.add_argument("--seed", type=int, default=d.seed, help="PPO seed (default 0)")
+    res.add_argument("--suite", default=d.suite, choices=("tiny", "quick", "full"),
+                     help="budgets and base-LR protocol of this bench suite (default "
+                          "%(default)s)")
+    res.add_argument("--bc", action="store_true",
+                     help="warm start: clone, from the store's finished cells of these "
+                          "workloads, the correction that turns greedy_step into the best "
+                          "schedule of each cell; then PPO")
+    res.add_argument("--out", type=Path, required=True,
+                     help="path stem: writes OUT.safetensors and OUT.json")
+    res.add_argument("--no-progress", action="store_true", help="no progress bar")
+    res.set_defaults(func=_train_residual)
+
+
+def _train_residual(args: argparse.Namespace) -> int:
+    from learnlr.errors import UserError
+    from learnlr.rl.policy import save_policy
+    from learnlr.rl.residual_training import ResidualTrainConfig, base_episodes, train_residual
+
+    try:
+        workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
+        try:
+            scales = [float(x) for x in args.lr_scales.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"--lr-scales must be comma-separated numbers > 0, got "
+                             f"{args.lr_scales!r}") from None
+        from learnlr.bench.schedules import OPTIMIZERS
+        from learnlr.bench.workloads import WORKLOADS
+
+        for name in workloads:
+            if name not in WORKLOADS:
+                raise ValueError(f"--workloads: {name!r} is unknown; valid workloads: "
+                                 f"{sorted(WORKLOADS)}")
+        for name in optimizers:
+            if name not in OPTIMIZERS:
+                raise ValueError(f"--optimizers: {name!r} is unknown; valid: {sorted(OPTIMIZERS)}")
+        config = ResidualTrainConfig(workloads=workloads, optimizers=optimizers,
+                                     lr_scales=scales, seeds=args.seeds,
+                                     first_seed=args.first_seed, timesteps=args.timesteps,
+                                     n_envs=args.workers, seed=args.seed, suite=args.suite)
+        episodes, computed = base_episodes(config, args.store, workers=args.workers)
+        warm = None
+        if args.bc:
+            from learnlr.rl.cloning import fit_actor
+            from learnlr.rl.residual_training import clone_targets
+
+            obs, actions, used = clone_targets(config, args.store)
+            warm = fit_actor(obs, actions, config.policy_config(), seed=args.seed)
+            print(f"cloned {len(obs)} decisions of {used} stored cells")
+    except (ValueError, UserError) as exc:
+        print(f"learnlr rl train-residual: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(episodes)} training cells; {computed} base cells computed now, the rest read "
+          f"from {args.store}")
+    command = shlex.join(["learnlr", "rl", "train-residual", "--store", str(args.store),
+                          "--workloads", ",".join(workloads), "--optimizers",
+                          ",".join(optimizers), "--lr-scales", args.lr_scales, "--seeds",
+                          str(args.seeds), "--first-seed", str(args.first_seed),
+                          "--timesteps", str(args.timesteps), "--workers", str(args.workers),
+                          "--seed", str(args.seed), "--suite", args.suite,
+                          "--out", str(args.out)] + (["--bc"] if args.bc else []))
+    network = train_residual(config, episodes, progress=not args.no_progress, command=command,
+                             warm_start=warm)
+    weights, meta = save_policy(network, args.out)
+    print(f"wrote {weights} and {meta}")
+    return 0

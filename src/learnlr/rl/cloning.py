@@ -34,6 +34,7 @@ __all__ = [
     "best_handmade_trajectories",
     "best_store_trajectories",
     "clone_dataset",
+    "fit_actor",
     "trajectory_from_nmf_run",
 ]
 
@@ -150,9 +151,16 @@ def behaviour_clone(
     seed: int = 0,
 ) -> PolicyNetwork:
     """Fit a fresh :class:`PolicyNetwork` to the trajectories' actions (full-batch Adam, MSE)."""
+    obs, actions = clone_dataset(trajectories, config)
+    return fit_actor(obs, actions, config, epochs=epochs, learning_rate=learning_rate, seed=seed)
+
+
+def fit_actor(obs: np.ndarray, actions: np.ndarray, config: PolicyConfig, *, epochs: int = 300,
+              learning_rate: float = 1e-2, seed: int = 0) -> PolicyNetwork:
+    """A fresh :class:`PolicyNetwork` fitted to (observation, action) pairs (full-batch Adam,
+    MSE): the one fitting step of every behaviour-cloning source."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    obs, actions = clone_dataset(trajectories, config)
     torch.manual_seed(seed)
     network = PolicyNetwork(config)
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)

@@ -31,13 +31,30 @@ from torch.optim import Optimizer
 
 from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
 
-__all__ = ["GreedyResidual"]
+__all__ = ["GreedyResidual", "residual_observation"]
 
 _STATE_VERSION = 1
 
 
 def _log(x: float) -> float:
     return math.log(x) if x > 0 and math.isfinite(x) else -30.0
+
+
+def residual_observation(features: ObservationBuilder, loss: float, grad_norm: float, lr: float,
+                         initial_lr: float, fraction: float, action: float,
+                         val_losses: list[float]) -> np.ndarray:
+    """The residual observation: ``features``' 7 values plus the current correction and the
+    validation features (``val_losses``: the run's validation losses so far, any order except
+    that the first is the first and the last the latest; empty before the first)."""
+    base = features.observe(loss, grad_norm, lr, initial_lr, fraction)
+    val_ratio = val_rise = 0.0
+    if val_losses:
+        first, last = val_losses[0], val_losses[-1]
+        val_ratio = (_log(last) - _log(first)) / 3.0
+        val_rise = 10.0 * (_log(last) - _log(min(val_losses)))
+    extra = np.array([action, val_ratio, val_rise], dtype=np.float64)
+    extra = np.clip(np.nan_to_num(extra, nan=0.0), -OBS_LIMIT, OBS_LIMIT)
+    return np.concatenate([base, extra.astype(np.float32)])
 
 
 class GreedyResidual:
@@ -104,16 +121,10 @@ class GreedyResidual:
         from learnlr.rl.scheduler import grad_norm_of
 
         lr = float(self.optimizer.param_groups[0]["lr"])
-        fraction = (self.calls - 1) / self.total_steps
-        base = self.features.observe(self.loss, grad_norm_of(self.optimizer), lr, self.initial_lr,
-                                     fraction)
-        val_ratio = val_rise = 0.0
-        if self.val_last is not None:
-            val_ratio = (_log(self.val_last) - _log(self.val_first)) / 3.0
-            val_rise = 10.0 * (_log(self.val_last) - _log(self.val_best))
-        extra = np.array([self.action, val_ratio, val_rise], dtype=np.float64)
-        extra = np.clip(np.nan_to_num(extra, nan=0.0), -OBS_LIMIT, OBS_LIMIT)
-        return np.concatenate([base, extra.astype(np.float32)])
+        vals = [] if self.val_last is None else [self.val_first, self.val_best, self.val_last]
+        return residual_observation(self.features, self.loss, grad_norm_of(self.optimizer), lr,
+                                    self.initial_lr, (self.calls - 1) / self.total_steps,
+                                    self.action, vals)
 
     def act(self, action: float) -> None:
         """Set the correction to ``exp(action * max_log_change)`` (action clipped to [-1, 1])."""

@@ -28,7 +28,7 @@ from torch import nn
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
 from learnlr.rl.residual_env import BASE_SCHEDULE, ResidualEpisode
 
-__all__ = ["ResidualTrainConfig", "base_episodes", "train_residual"]
+__all__ = ["ResidualTrainConfig", "base_episodes", "clone_targets", "train_residual"]
 
 
 @dataclass
@@ -120,6 +120,84 @@ def base_episodes(config: ResidualTrainConfig, store_dir: str | Path, *, workers
     return episodes, plan.computed
 
 
+CLONE_RIVALS = ("constant", "step", "linear", "cosine", "wsd", "greedy_step")
+"""The schedules whose best run per cell the behaviour-cloning targets imitate (those that run
+on every LR track)."""
+
+
+def clone_targets(config: ResidualTrainConfig, store_dir: str | Path
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Behaviour-cloning data from the store: per finished benchmark cell of the training
+    workloads, the correction that would turn ``greedy_step``'s LR into the LR of the best
+    schedule of that cell (same workload, optimizer, seed and LR track).
+
+    Observations are rebuilt along the stored ``greedy_step`` run at its evaluations, as
+    :meth:`GreedyResidual.observation` sees them (the store has no gradient norms: that feature
+    is 0), with the previous target as the current correction. The target of a decision is the
+    mean of ``log(best LR / greedy LR)`` until the next evaluation, over ``max_log_change``,
+    clipped to [-1, 1]. Returns (observations, actions, cells used).
+    """
+    from learnlr.bench.store import STORE_FILENAME, ExperimentStore
+
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    with ExperimentStore(Path(store_dir) / STORE_FILENAME, readonly=True) as store:
+        for cell in store.cells(purpose="main"):
+            c = cell.config
+            if (c["workload"] in config.workloads and c["optimizer"] in config.optimizers
+                    and c["schedule"] in CLONE_RIVALS and cell.results.get("status") == "ok"
+                    and float(c.get("lr_scale", 1.0)) in config.lr_scales):
+                key = (c["workload"], c["optimizer"], c["seed"], c.get("lr_scale", 1.0))
+                groups.setdefault(key, {})[c["schedule"]] = cell
+        obs: list[np.ndarray] = []
+        actions: list[float] = []
+        used = 0
+        for group in groups.values():
+            if "greedy_step" not in group:
+                continue
+            best = min(group.values(), key=lambda cell: cell.results["final_val_loss"])
+            base = store.trajectory(group["greedy_step"].hash)
+            target_lrs = store.trajectory(best.hash).lr
+            if _clone_cell(base, target_lrs, config.max_log_change, obs, actions):
+                used += 1
+    if not obs:
+        raise ValueError(f"the store in {str(store_dir)!r} has no finished greedy_step cells of "
+                         f"{config.workloads} to clone from")
+    return np.stack(obs), np.asarray(actions, dtype=np.float32)[:, None], used
+
+
+def _clone_cell(base: Any, target_lrs: list[float], max_log_change: float,
+                obs: list[np.ndarray], actions: list[float]) -> bool:
+    """Append one stored run's (observation, target) pairs; False if the run is unusable."""
+    from learnlr.rl.features import ObservationBuilder
+    from learnlr.rl.residual import residual_observation
+
+    losses, lrs = base.train_loss, base.lr
+    total = int(base.config["budget_steps"])
+    if (len(lrs) != total or len(target_lrs) != total or any(v is None for v in losses)
+            or any(v is None or v <= 0 for v in list(lrs) + list(target_lrs))):
+        return False
+    builder = ObservationBuilder(10)
+    builder.reset(losses[0], 1.0)
+    initial_lr = float(base.config["base_lr"]) * float(base.config.get("lr_scale", 1.0))
+    vals: list[float] = []
+    action, last = 0.0, 0
+    decisions = [int(e["step"]) for e in base.evals if int(e["step"]) < total]
+    for k, done in enumerate(decisions):
+        t = done - 1
+        for loss in losses[last + 1:t + 1]:
+            builder.record(loss)
+        last = t
+        vals.append(float(base.evals[k]["val_loss"]))
+        lr_now = lrs[t + 1] * math.exp(action * max_log_change)
+        obs.append(residual_observation(builder, losses[t], 1.0, lr_now, initial_lr, t / total,
+                                        action, vals))
+        end = decisions[k + 1] if k + 1 < len(decisions) else total
+        ratios = [math.log(target_lrs[s] / lrs[s]) for s in range(t + 1, end)]
+        action = min(max(sum(ratios) / len(ratios) / max_log_change, -1.0), 1.0)
+        actions.append(action)
+    return True
+
+
 def _make_env(episodes: list[dict[str, Any]], max_log_change: float,
               divergence_penalty: float) -> Any:
     from learnlr.rl.residual_env import ResidualWorkloadEnv
@@ -129,8 +207,10 @@ def _make_env(episodes: list[dict[str, Any]], max_log_change: float,
 
 
 def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode], *,
-                   progress: bool = False, command: str = "") -> PolicyNetwork:
-    """PPO on ``episodes`` (parallel processes when ``n_envs > 1``); returns the actor."""
+                   progress: bool = False, command: str = "",
+                   warm_start: PolicyNetwork | None = None) -> PolicyNetwork:
+    """PPO on ``episodes`` (parallel processes when ``n_envs > 1``), optionally from a cloned
+    actor; returns the actor."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -150,6 +230,10 @@ def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode],
                 n_steps=config.n_steps, batch_size=config.batch_size, n_epochs=config.n_epochs,
                 gamma=config.gamma, gae_lambda=1.0, policy_kwargs=policy_kwargs,
                 seed=config.seed, device="cpu", verbose=0)
+    if warm_start is not None:
+        from learnlr.rl.training import load_actor_into_sb3
+
+        load_actor_into_sb3(model, warm_start)
     started = time.perf_counter()
     try:
         model.learn(total_timesteps=config.timesteps, progress_bar=progress)
@@ -159,6 +243,7 @@ def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode],
         "algorithm": "PPO (stable-baselines3), residual over greedy_step",
         "config": asdict(config),
         "episodes": len(episodes),
+        "warm_start": warm_start is not None,
         "seconds": round(time.perf_counter() - started, 1),
         "command": command,
     }

@@ -63,6 +63,14 @@ def apply_lr_action(optimizer: Optimizer, action: float, max_log_change: float, 
 class RLScheduler(LRScheduler):
     """Drive the learning rate with a trained policy; call ``step(metric)`` like GreedyLR.
 
+    **Residual policies** (``policy.config.kind == "greedy_residual"``, e.g. the shipped
+    ``"deep"``): the scheduler is ``GreedyLR(optimizer, total_steps=total_steps)`` plus a
+    learned correction (:mod:`learnlr.rl.residual`). Call ``step(loss)`` after every optimizer
+    step and ``decide(val_loss)`` after every evaluation; after each evaluation the policy sets
+    a multiplier (at most ``exp(max_log_change)`` either way) of GreedyLR's LR. Without
+    ``decide`` calls it is exactly GreedyLR.
+
+    **Direct policies** (``"direct"``, e.g. ``"nmf"``):
     Every ``policy.config.steps_per_action`` calls the policy looks at the loss statistics, the
     gradient norm (read from the optimizer's ``.grad`` tensors), the LR relative to the
     reference (the stability bound from ``lr_bound()`` when given, else the initial LR) and the
