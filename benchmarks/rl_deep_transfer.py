@@ -1,5 +1,10 @@
 """Deep-network transfer: a PPO LR policy trained on some benchmark workloads, run on held-out ones.
 
+The study of the first, *direct* deep policy (docs/rl.md, "Deep networks (transfer)"). The shipped
+``deep`` policy is now the residual over GreedyLR (``benchmarks/rl_residual_folds.py --ship``);
+``--ship`` here is refused so this study cannot overwrite it, and the evaluation's ``rl_deep``
+column is that residual policy.
+
 Steps (each optional, in this order):
 
 1. ``--measure``: time each workload's optimizer step (AdamW, 1 thread) -- the basis of the
@@ -73,27 +78,6 @@ def measure_step_costs(steps: int = 60) -> dict[str, float]:
 def policy_sha256(stem: Path) -> str:
     """sha256 of a policy's weights file."""
     return hashlib.sha256(stem.with_suffix(".safetensors").read_bytes()).hexdigest()
-
-
-def ship(source: Path, retrain_command: str) -> Path:
-    """Copy a trained policy into the package as ``deep`` with its provenance in the JSON."""
-    from learnlr.rl.scheduler import pretrained_path
-
-    target = pretrained_path("deep")
-    shutil.copyfile(source.with_suffix(".safetensors"), target.with_suffix(".safetensors"))
-    meta = json.loads(source.with_suffix(".json").read_text())
-    meta["training"].update({
-        "retrain_command": retrain_command,
-        "train_workloads": list(TRAIN),
-        "held_out_workloads": list(HELD_OUT),
-        "split_rule": "cheapest four workloads per optimizer step (benchmarks/"
-                      "rl_deep_transfer.py --measure) train; the other four are held out",
-        "note": "trained with OMP_NUM_THREADS=1 on a shared 2-core CPU; base LRs from the quick "
-                "suite's protocol (bench-out/quick/runs.sqlite); the --out path does not affect "
-                "the weights",
-    })
-    target.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return target
 
 
 def evaluate(out: Path, workloads: tuple[str, ...], seeds: int) -> tuple[list[dict], Path]:
@@ -209,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", action="store_true", help="time every workload's step")
     parser.add_argument("--train", action="store_true", help="train into OUT/deep first")
     parser.add_argument("--ship", action="store_true",
-                        help="copy the trained policy into learnlr/rl/pretrained/deep")
+                        help="refused: the shipped deep policy is the residual one")
     parser.add_argument("--ship-from", type=Path, default=None,
                         help="policy stem to ship (default OUT/deep)")
     parser.add_argument("--base-lr-store", type=Path, default=Path("bench-out/quick/runs.sqlite"),
@@ -248,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         if code != 0:
             return code
     if args.ship:
-        print("shipped:", ship(args.ship_from or stem, retrain))
+        print("--ship: the shipped `deep` policy is the residual one; ship it with "
+              "benchmarks/rl_residual_folds.py --ship", file=sys.stderr)
+        return 2
 
     started = time.perf_counter()
     held_out = tuple(w.strip() for w in args.workloads.split(",") if w.strip())

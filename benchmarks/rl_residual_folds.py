@@ -62,13 +62,19 @@ def _run(args: tuple[dict[str, Any], str]) -> Any:
         stem, params, c.optimizer, c.lr, c.budget_steps))
 
 
+def variant(args: argparse.Namespace) -> str:
+    """File-name suffix of a non-default design (the default: 2x correction, no cloning)."""
+    return (f"-x{args.max_change:g}" if args.max_change != 2.0 else "") + ("-bc" if args.bc else "")
+
+
 def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) -> Path:
     from learnlr.rl.policy import save_policy
     from learnlr.rl.residual_training import ResidualTrainConfig, base_episodes, train_residual
 
-    stem = args.out / (f"fold-{name}-bc" if args.bc else f"fold-{name}")
+    stem = args.out / f"fold-{name}{variant(args)}"
     config = ResidualTrainConfig(workloads=list(workloads), timesteps=args.timesteps,
-                                 seeds=args.train_seeds, seed=args.seed, n_envs=args.workers)
+                                 seeds=args.train_seeds, seed=args.seed, n_envs=args.workers,
+                                 max_log_change=math.log(args.max_change))
     started = time.perf_counter()
     episodes, computed = base_episodes(config, args.store, workers=args.workers)
     print(f"fold {name}: {len(episodes)} training cells, {computed} base cells computed now "
@@ -79,7 +85,7 @@ def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) 
     started = time.perf_counter()
     command = (f"python benchmarks/rl_residual_folds.py --store {args.store} --out {args.out} "
                f"--timesteps {args.timesteps} --train-seeds {args.train_seeds} --seed {args.seed}"
-               + (" --bc" if args.bc else ""))
+               f" --max-change {args.max_change:g}" + (" --bc" if args.bc else ""))
     warm = None
     if args.bc:
         from learnlr.rl.cloning import fit_actor
@@ -210,6 +216,38 @@ def report(name: str, summary: dict[str, Any], subject: str = SUBJECT) -> None:
     print(f"divergences: {summary['divergences']}")
 
 
+def ship(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Train on all eight workloads and write the shipped ``deep`` policy, with the command,
+    the split and the fold figures of the same design in its JSON."""
+    from learnlr.rl.policy import load_policy, save_policy
+
+    stem = train_fold("all", DEV + HELD_OUT, args)
+    network = load_policy(stem)
+    folds = {}
+    for name, (train, held) in FOLDS.items():
+        summary = results.get(name + variant(args))
+        if summary is None:
+            continue
+        folds[name] = {
+            "train_workloads": list(train), "held_out_workloads": list(held),
+            "profile_area_all_tracks": {k: summary["profile_area_all_tracks"].get(k)
+                                        for k in (SUBJECT, "greedy_step", "cosine", "wsd")},
+            "as_good_or_better": {
+                track: {r: v["as_good_or_better"] for r, v in t["greedy_vs"].items()
+                        if r in ("greedy_step", "cosine", "wsd")}
+                for track, t in summary["by_lr_scale"].items()},
+            "divergences": summary["divergences"],
+        }
+    network.config.training.update({
+        "train_workloads": list(DEV + HELD_OUT),
+        "leave_workloads_out": folds,
+        "retrain_command": network.config.training["command"] + " --ship",
+    })
+    target = Path(__file__).resolve().parents[1] / "src" / "learnlr" / "rl" / "pretrained" / "deep"
+    save_policy(network, target)
+    print(f"shipped {target}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, required=True,
@@ -222,9 +260,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--max-change", type=float, default=2.0,
+                    help="largest correction factor either way (default 2)")
     ap.add_argument("--bc", action="store_true",
                     help="warm start PPO by cloning the store's best runs of the training "
                          "workloads (learnlr.rl.residual_training.clone_targets)")
+    ap.add_argument("--ship", action="store_true",
+                    help="then train on all eight workloads and write the shipped `deep` policy")
     ap.add_argument("--oracle", action="store_true",
                     help="only the constant-correction oracle on all eight workloads")
     args = ap.parse_args()
@@ -236,13 +278,16 @@ def main() -> None:
     for name in args.folds:
         train, held = FOLDS[name]
         stem = train_fold(name, train, args)
-        key = f"{name}-bc" if args.bc else name
+        key = name + variant(args)
         results[key] = eval_fold(name, held, stem, args)
         report(key, results[key])
     path = args.out / "folds.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
-    path.write_text(json.dumps(json_safe({**previous, **results}), indent=2) + "\n")
+    results = json_safe({**previous, **results})
+    path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {path}")
+    if args.ship:
+        ship(args, results)
 
 
 if __name__ == "__main__":

@@ -210,27 +210,34 @@ def test_rl_train_cli_unknown_workload_is_a_usage_error(tmp_path, capsys):
     assert "valid workloads" in capsys.readouterr().err
 
 
-def test_shipped_deep_policy_loads_and_runs_as_the_rl_deep_schedule():
+def test_shipped_deep_policy_is_a_residual_over_greedylr_and_runs_as_rl_deep():
     assert "deep" in PRETRAINED
     meta = json.loads(pretrained_path("deep").with_suffix(".json").read_text())
+    assert meta["kind"] == "greedy_residual"
     training = meta["training"]
-    assert "learnlr rl train" in training["retrain_command"]
-    assert set(training["train_workloads"]).isdisjoint(training["held_out_workloads"])
-    assert len(training["held_out_workloads"]) >= 3
+    assert "rl_residual_folds.py" in training["retrain_command"]
+    assert len(training["train_workloads"]) == 8
+    for fold in training["leave_workloads_out"].values():
+        assert set(fold["train_workloads"]).isdisjoint(fold["held_out_workloads"])
     w = torch.nn.Parameter(torch.zeros(3))
     opt = torch.optim.SGD([w], lr=0.1)
     sched = RLScheduler.pretrained("deep", opt, total_steps=50)
-    for _ in range(50):
+    for t in range(50):
         opt.zero_grad()
         loss = ((w - 1.0) ** 2).sum()
         loss.backward()
         opt.step()
         sched.step(loss)
-    assert 1e-3 * (1 - 1e-9) <= opt.param_groups[0]["lr"] <= 1.0 * (1 + 1e-9)
+        if t % 10 == 9:
+            sched.decide(loss.item())
+    # GreedyLR's bounds (0.1x-10x) times the correction (at most exp(max_log_change) either way)
+    factor = math.exp(meta["max_log_change"])
+    assert 0.0 < opt.param_groups[0]["lr"] <= 0.1 * 10 * factor * (1 + 1e-9)
     assert SCHEDULES["rl_deep"].kind == "adaptive"
     _, hooks = build_schedule("rl_deep", [w], "adamw", base_lr=1e-3, budget_steps=10,
                               eval_every=5)
-    assert isinstance(hooks.scheduler, RLScheduler) and hooks.step_on == "step_loss"
+    assert isinstance(hooks.scheduler, RLScheduler)
+    assert hooks.step_on == "step_loss_then_eval"
 
 
 def test_reward_logs_have_a_floor_for_zero_losses():

@@ -70,8 +70,9 @@ def _pretrained(name: str) -> Callable[[Sequence[torch.nn.Parameter], BuildConte
 
 
 # `rl`: the PPO policy trained on NMF only (a transfer test, not a tuned deep-net agent).
-# `rl_deep`: trained on benchmark workloads (learnlr.rl.workload_env; the train/held-out split
-# is in its JSON). Placed after hf_greedy, where they always stood in the report's order.
+# `rl_deep`: the residual policy over greedy_step, trained on the benchmark workloads
+# (learnlr.rl.residual_env; its leave-workloads-out figures are in its JSON).
+# Placed after hf_greedy, where they always stood in the report's order.
 register_schedule(ScheduleSpec(
     "rl", "adaptive",
     "learnlr RLScheduler: PPO policy trained on NMF, stepped on the training loss",
@@ -79,7 +80,8 @@ register_schedule(ScheduleSpec(
 ), after="hf_greedy")
 register_schedule(ScheduleSpec(
     "rl_deep", "adaptive",
-    "learnlr RLScheduler: PPO policy trained on benchmark workloads, training loss",
+    "learnlr RLScheduler: PPO residual over greedy_step (a correction set after each "
+    "evaluation), trained on the benchmark workloads",
     _pretrained("deep"), requires=("safetensors",), fingerprint=policy_fingerprint("deep"),
 ), after="rl")
 
