@@ -33,7 +33,6 @@ import hashlib
 import json
 import math
 import shlex
-import shutil
 import statistics
 import sys
 import time
