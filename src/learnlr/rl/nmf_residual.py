@@ -254,20 +254,30 @@ def _grad_norm(optimizer: torch.optim.Optimizer) -> float:
 
 
 def residual_schedule(base: NMFSchedule, budget: int, *, policy: PolicyNetwork | None = None,
-                      action: float = 0.0, max_correction: float = 4.0,
-                      steps_per_action: int = 10, name: str = "rl_residual") -> NMFSchedule:
-    """``base`` corrected by ``policy`` (or by the constant ``action``) as an NMF schedule."""
+                      action: float = 0.0, action_at: Callable[[int], float] | None = None,
+                      max_correction: float = 4.0, steps_per_action: int = 10,
+                      name: str = "rl_residual") -> NMFSchedule:
+    """``base`` corrected by ``policy``, by the open-loop ``action_at(step)`` (asked at the
+    decision steps; the oracles of the benchmark) or by the constant ``action``, as an NMF
+    schedule."""
+    if policy is not None and action_at is not None:
+        raise ValueError("give policy or action_at, not both")
     if policy is not None:
         max_correction = float(policy.config.training.get("max_correction", max_correction))
         steps_per_action = policy.config.steps_per_action
 
     def factory(optimizer: torch.optim.Optimizer, nmf: StochasticNMF) -> ResidualScheduler:
         inner = base.factory(optimizer, nmf) if base.factory is not None else None
+        clock = [0]  # the step count, for the open-loop controller (read before construction)
         controller = policy.act if policy is not None else None
+        if action_at is not None:
+            def controller(_obs: np.ndarray) -> float:
+                return action_at(clock[0].steps if clock[0] else 0)
         sched = ResidualScheduler(optimizer, inner, nmf, total_steps=budget,
                                   steps_per_action=steps_per_action,
                                   max_correction=max_correction, controller=controller)
-        if policy is None:
+        clock[0] = sched
+        if controller is None:
             sched.set_action(action)
         return sched
 
