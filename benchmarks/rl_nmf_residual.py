@@ -79,7 +79,7 @@ def measure_training(count: int, budget: int, cache: Path | None) -> list[tuple]
     if cache is not None and cache.is_file():
         raw = json.loads(cache.read_text())
         if raw["count"] == count and raw["budget"] == budget:
-            return [(inst, InstanceMeasure(m["target"], m["steps"]))
+            return [(inst, InstanceMeasure(m["target"], m["steps"], m["finals"]))
                     for inst, m in zip(instances, raw["measures"], strict=True)]
     pool = []
     for i, instance in enumerate(instances):
@@ -89,7 +89,7 @@ def measure_training(count: int, budget: int, cache: Path | None) -> list[tuple]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"count": count, "budget": budget, "measures": [
-            {"target": m.target, "steps": m.steps} for _, m in pool]}))
+            {"target": m.target, "steps": m.steps, "finals": m.finals} for _, m in pool]}))
     return pool
 
 

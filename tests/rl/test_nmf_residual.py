@@ -36,8 +36,8 @@ def _solve(instance, spec, budget=BUDGET, safety=0.95):
                  lr_fraction=spec.lr_fraction, scheduler_factory=spec.factory, safety=safety)
 
 
-def _measure(instance, target, base_steps):
-    return InstanceMeasure(target=target, steps={BASE: base_steps})
+def _measure(instance, target, base_steps, base_final=1.0):
+    return InstanceMeasure(target=target, steps={BASE: base_steps}, finals={BASE: base_final})
 
 
 def _rollout(env, action, index=0):
@@ -97,6 +97,18 @@ def test_env_slower_run_gets_the_negative_paired_reward(instance):
     assert agent > base_steps
     assert sum(rewards) == pytest.approx((base_steps - agent) / base_steps)
     assert sum(rewards) < 0
+
+
+def test_final_loss_term_is_paired_with_the_base_when_the_target_is_missed(instance):
+    plain = _solve(instance, base_schedule(BASE, BUDGET))
+    pool = [(instance, _measure(instance, 0.0, BUDGET + 1, base_final=plain.losses[-1]))]
+    env = NMFResidualEnv(pool, BASE, budget_steps=BUDGET, steps_per_action=10,
+                         max_correction=8.0, final_weight=1.0)
+    rewards, info = _rollout(env, 0.0)
+    assert info["agent_steps"] == BUDGET + 1 and rewards == [0.0] * len(rewards)
+    rewards, _ = _rollout(env, -1.0)  # 8x lower LR: higher final loss
+    assert rewards[-1] == pytest.approx(math.log(plain.losses[-1] / env.losses[-1]))
+    assert rewards[-1] < 0 and sum(rewards[:-1]) == 0.0
 
 
 def test_corrected_lr_stays_under_the_stability_bound(instance):

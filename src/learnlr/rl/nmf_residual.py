@@ -47,11 +47,7 @@ from learnlr.nmf.schedules import NMFSchedule
 from learnlr.nmf.solver import StochasticNMF, _step_takes_metric
 from learnlr.rl.base_env import LRControlBase
 from learnlr.rl.env import NMFInstance, NMFInstanceDistribution
-from learnlr.rl.evaluation import (
-    HELD_OUT_SEED_OFFSET,
-    compare_on_instance,
-    handmade_schedules,
-)
+from learnlr.rl.evaluation import HELD_OUT_SEED_OFFSET, handmade_schedules, run_schedule
 from learnlr.rl.features import FEATURE_SETS, OBS_LIMIT, ObservationBuilder
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
 
@@ -95,21 +91,33 @@ def training_instances(count: int, distribution: NMFInstanceDistribution | None 
 
 @dataclass(frozen=True)
 class InstanceMeasure:
-    """One instance's target and the steps to it of every hand-made schedule (by name)."""
+    """One instance's target and the steps to it (and final loss) of every hand-made schedule."""
 
     target: float
     steps: dict[str, int]
     """``budget + 1`` = not reached (or diverged)."""
+    finals: dict[str, float] = field(default_factory=dict)
+    """Final loss of each schedule (``inf`` if it diverged)."""
 
 
 def measure_instance(instance: NMFInstance, budget: int = 400,
                      tolerance: float = 0.02) -> InstanceMeasure:
-    """Run the hand-made schedules once; the target is the evaluation's (1.02 x best final)."""
-    result = compare_on_instance(instance, None, budget=budget, tolerance=tolerance)
-    steps = dict(result.step_configs)
-    for family in ("constant", "cosine", "greedy"):
-        steps[family] = result.steps[family]
-    return InstanceMeasure(target=result.target, steps=steps)
+    """Run the hand-made schedules once; the target is the evaluation's (1.02 x best final).
+
+    Same runs and target as :func:`learnlr.rl.evaluation.compare_on_instance` without a policy,
+    but every schedule's steps and final loss are kept (not only each family's best).
+    """
+    if not (0 <= tolerance <= 1):
+        raise ValueError(f"tolerance must be in [0, 1], got {tolerance}")
+    runs = {spec.name: run_schedule(instance, spec, budget)
+            for spec in handmade_schedules(budget)}
+    target = (1.0 + tolerance) * min(r.losses[-1] for r in runs.values() if not r.diverged)
+    steps, finals = {}, {}
+    for name, run in runs.items():
+        reached = None if run.diverged else run.steps_to(target)
+        steps[name] = budget + 1 if reached is None else reached
+        finals[name] = math.inf if run.diverged else run.losses[-1]
+    return InstanceMeasure(target=target, steps=steps, finals=finals)
 
 
 def base_candidates(budget: int) -> list[str]:
@@ -301,13 +309,17 @@ class NMFResidualEnv(LRControlBase):
         steps_per_action: SGD steps between two decisions.
         max_correction: ``C``: the LR is ``base_lr * C ** a``.
         divergence_penalty: reward when the run diverges.
+        final_weight: when the agent's run never reaches the target, the last reward also gets
+            ``final_weight * log(base final loss / agent final loss)`` (paired too: 0 for the
+            base's own run), so runs that miss the target still learn which way is closer.
         safety: the solver's cap (``None`` lifts it: a test of the divergence rule only).
     """
 
     def __init__(self, pool: Sequence[tuple[NMFInstance, InstanceMeasure]], base: str,
                  seed: int | None = None, *, budget_steps: int = 400, steps_per_action: int = 10,
                  max_correction: float = 4.0, divergence_penalty: float = 10.0,
-                 feature_window: int = 10, safety: float | None = SAFETY) -> None:
+                 final_weight: float = 0.0, feature_window: int = 10,
+                 safety: float | None = SAFETY) -> None:
         super().__init__(seed, steps_per_action=steps_per_action,
                          max_log_change=math.log(max_correction) if max_correction > 1 else 1.0,
                          min_relative_lr=1e-2, feature_window=feature_window,
@@ -318,9 +330,13 @@ class NMFResidualEnv(LRControlBase):
             raise ValueError(f"budget_steps must be >= steps_per_action ({steps_per_action}), "
                              f"got {budget_steps}")
         self.spec = base_schedule(base, budget_steps)
+        if final_weight < 0:
+            raise ValueError(f"final_weight must be >= 0, got {final_weight}")
         for _, measure in pool:
-            if base not in measure.steps:
-                raise ValueError(f"every measure must contain the base {base!r}")
+            if base not in measure.steps or (final_weight > 0 and base not in measure.finals):
+                raise ValueError(f"every measure must contain the base {base!r} (its steps, "
+                                 "and its final loss when final_weight > 0)")
+        self.final_weight = final_weight
         self.pool, self.base = list(pool), base
         self.budget_steps, self.max_correction, self.safety = budget_steps, max_correction, safety
         dim = len(FEATURE_SETS[KIND])
@@ -334,6 +350,7 @@ class NMFResidualEnv(LRControlBase):
             index = int(options["index"])
         self.instance, measure = self.pool[index]
         self.target, self.base_steps = measure.target, measure.steps[self.base]
+        self.base_final = measure.finals.get(self.base, math.nan)
         inst = self.instance
         # Exactly learnlr.nmf.solve's setup, so a zero action reproduces the base's run.
         self.nmf = StochasticNMF(inst.problem, oracle=inst.oracle, init_seed=inst.seed,
@@ -377,6 +394,8 @@ class NMFResidualEnv(LRControlBase):
         if truncated:
             self.agent_steps = self.budget_steps + 1
         reward = self._pay()
+        if truncated and self.final_weight > 0:
+            reward += self.final_weight * (math.log(self.base_final) - math.log(self.losses[-1]))
         obs = self.scheduler.observe()
         return obs, reward, done, truncated, self._info()
 
@@ -423,6 +442,8 @@ class ResidualTrainConfig:
     budget_steps: int = 400
     steps_per_action: int = 10
     max_correction: float = 4.0
+    final_weight: float = 0.0
+    """See :class:`NMFResidualEnv`."""
 
     def __post_init__(self) -> None:
         for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "budget_steps",
@@ -448,7 +469,7 @@ def make_residual_ppo(config: ResidualTrainConfig,
 
     env_kwargs = {"pool": list(pool), "base": base, "budget_steps": config.budget_steps,
                   "steps_per_action": config.steps_per_action,
-                  "max_correction": config.max_correction}
+                  "max_correction": config.max_correction, "final_weight": config.final_weight}
     vec_env = make_vec_env(NMFResidualEnv, n_envs=config.n_envs, seed=config.seed,
                            env_kwargs=env_kwargs)
     policy_kwargs = {"net_arch": {"pi": list(config.hidden_sizes), "vf": list(config.hidden_sizes)},
