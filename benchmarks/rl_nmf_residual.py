@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -49,16 +50,22 @@ CONSTANT_ACTIONS = (-1.0, -0.75, -0.5, -0.25, 0.25, 0.5, 0.75, 1.0)
 """Non-zero actions of the constant-correction oracle (0 is the base itself)."""
 
 
-def open_loop_family() -> dict[str, Callable[[int], float]]:
-    """Open-loop corrections of a step-decay base (``a`` as a function of the step)."""
+def open_loop_family(drop: int = 100) -> dict[str, Callable[[int], float]]:
+    """Open-loop corrections of a step-decay base whose first drop is at ``drop``."""
     family: dict[str, Callable[[int], float]] = {}
-    for start in (20, 40, 60, 80):  # drop (by C) earlier than the base's first drop at 100
-        family[f"early@{start}"] = lambda t, s=start: -1.0 if s <= t < 100 else 0.0
-    for end in (150, 200, 300, 401):  # keep the pre-drop LR longer (x C after the drop)
-        family[f"late@{end}"] = lambda t, e=end: 1.0 if 100 <= t < e else 0.0
+    for start in (drop // 5, 2 * drop // 5, 3 * drop // 5, 4 * drop // 5):  # drop (by C) earlier
+        family[f"early@{start}"] = lambda t, s=start: -1.0 if s <= t < drop else 0.0
+    for end in (3 * drop // 2, 2 * drop, 3 * drop, 4 * drop + 1):  # keep the pre-drop LR longer
+        family[f"late@{end}"] = lambda t, e=end: 1.0 if drop <= t < e else 0.0
     for a in (-1.0, -0.5, 0.5):  # lower / raise the LR after the drop only
-        family[f"post{a:+}"] = lambda t, a=a: a if t >= 100 else 0.0
+        family[f"post{a:+}"] = lambda t, a=a: a if t >= drop else 0.0
     return family
+
+
+def first_drop(base: str, budget: int) -> int:
+    """The step of a step-decay base's first drop (``budget // 4`` for GreedyLR: no drop)."""
+    match = re.search(r"every=(\d+)", base)
+    return int(match.group(1)) if match else budget // 4
 
 
 def steps_of(instance, spec: NMFSchedule, target: float, budget: int) -> tuple[int, bool]:
@@ -115,7 +122,7 @@ def evaluate(instances, policy: PolicyNetwork, direct: PolicyNetwork, base: str,
             steps["oracle_constant"] = min(const)
             loop = [steps_of(instance, residual_schedule(
                 base_spec, budget, action_at=f, max_correction=max_correction), result.target,
-                budget)[0] for f in open_loop_family().values()]
+                budget)[0] for f in open_loop_family(first_drop(base, budget)).values()]
             steps["oracle_open_loop"] = min([steps["oracle_constant"], *loop])
         rows.append({"instance": instance.problem.name, "target": result.target,
                      "steps": steps, "diverged": diverged})
@@ -172,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timesteps", type=int, default=40_000)
     parser.add_argument("--max-correction", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--base-rule", choices=("median", "mean"), default="median",
+                        help="rank base candidates by median or mean steps on training instances")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--log-std-init", type=float, default=-0.5)
     parser.add_argument("--no-oracles", action="store_true")
     parser.add_argument("--policy", type=Path, default=None,
                         help="evaluate this saved residual policy instead of training one")
@@ -188,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(a) measuring {args.train_instances} training instances", flush=True)
     pool = measure_training(args.train_instances, args.budget, args.measures_cache)
     measures: list[InstanceMeasure] = [m for _, m in pool]
-    base, evidence = choose_base(measures, args.budget)
+    base, evidence = choose_base(measures, args.budget, rule=args.base_rule)
     step_only = {n: e for n, e in evidence.items() if n.startswith("step")}
     best_step = min(step_only, key=lambda n: (step_only[n]["median"], step_only[n]["mean"]))
     print(f"    base: {base}; best single step decay: {best_step} "
@@ -201,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"the base chosen here is {base!r}")
     else:
         config = ResidualTrainConfig(timesteps=args.timesteps, seed=args.seed,
-                                     budget_steps=args.budget, max_correction=args.max_correction)
+                                     budget_steps=args.budget, max_correction=args.max_correction,
+                                     learning_rate=args.learning_rate,
+                                     log_std_init=args.log_std_init)
         t0 = time.perf_counter()
         print(f"(b) PPO, {args.timesteps} decisions", flush=True)
         split = {"train_seed_stream": "NMFInstanceDistribution().sample(default_rng(3_000_000 + "
@@ -225,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     summary.update({"base": base, "best_single_step_config": best_step, "base_choice": evidence,
                     "train_instances": args.train_instances, "timesteps": args.timesteps,
                     "max_correction": args.max_correction, "seed": args.seed,
+                    "base_rule": args.base_rule,
                     "train_seconds": round(train_seconds, 1),
                     "eval_seconds": round(time.perf_counter() - t0, 1),
                     "total_seconds": round(time.perf_counter() - started, 1),

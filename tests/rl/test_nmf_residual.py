@@ -174,6 +174,12 @@ def test_choose_base_takes_the_lowest_median_and_bad_inputs_raise():
                 for i in range(3)]
     best, evidence = choose_base(measures, budget=400)
     assert best == "greedy" and evidence["greedy"]["median"] == 101
+    skewed = [InstanceMeasure(1.0, {n: 300 for n in names} | {"greedy": s})
+              for s in (100, 100, 401)]  # greedy: lower median, higher mean (one miss)
+    assert choose_base(skewed, budget=400)[0] == "greedy"
+    assert choose_base(skewed, budget=400, rule="mean")[0] == names[0]
+    with pytest.raises(ValueError, match="rule must be one of"):
+        choose_base(skewed, rule="best")
     with pytest.raises(ValueError, match="base must be one of"):
         base_schedule("nope", 400)
     with pytest.raises(ValueError, match="max_correction"):
