@@ -174,13 +174,52 @@ def test_choose_base_takes_the_lowest_median_and_bad_inputs_raise():
                 for i in range(3)]
     best, evidence = choose_base(measures, budget=400)
     assert best == "greedy" and evidence["greedy"]["median"] == 101
-    skewed = [InstanceMeasure(1.0, {n: 300 for n in names} | {"greedy": s})
-              for s in (100, 100, 401)]  # greedy: lower median, higher mean (one miss)
+    skewed = [InstanceMeasure(1.0, {n: 190 for n in names} | {"greedy": s})
+              for s in (100, 100, 401)]  # greedy: lower median (100 < 190), higher mean (200.3)
     assert choose_base(skewed, budget=400)[0] == "greedy"
     assert choose_base(skewed, budget=400, rule="mean")[0] == names[0]
     with pytest.raises(ValueError, match="rule must be one of"):
         choose_base(skewed, rule="best")
     with pytest.raises(ValueError, match="base must be one of"):
         base_schedule("nope", 400)
+    assert base_schedule("step(lr0=1.0,gamma=0.3,every=100)", 60).name == (
+        "step(lr0=1.0,gamma=0.3,every=100)")
     with pytest.raises(ValueError, match="max_correction"):
         ResidualScheduler(None, None, None, total_steps=10, max_correction=1.0)  # type: ignore
+
+
+def test_shipped_residual_policy_loads_and_records_its_base_and_command():
+    from learnlr.rl.nmf_residual import pretrained_residual_path, pretrained_residual_schedule
+
+    policy = load_policy(pretrained_residual_path())
+    assert policy.config.kind == KIND
+    training = policy.config.training
+    assert "rl_nmf_residual.py" in training["command"]
+    assert "3_000_000" in training["train_seed_stream"]
+    spec = pretrained_residual_schedule(budget=BUDGET)
+    assert training["base"] in training["base_choice"]
+    instance = training_instances(1, start=7)[0]
+    run = _solve(instance, spec)
+    assert not run.diverged and run.losses[-1] < run.losses[0]
+
+
+def test_ppo_trains_and_exports_a_residual_policy(instance):
+    pytest.importorskip("stable_baselines3")
+    from learnlr.rl.nmf_residual import (
+        ResidualTrainConfig,
+        make_residual_ppo,
+        train_residual_policy,
+    )
+
+    plain = _solve(instance, base_schedule(BASE, BUDGET))
+    target = plain.losses[BUDGET // 2]
+    pool = [(instance, _measure(instance, target, plain.steps_to(target), plain.losses[-1]))]
+    config = ResidualTrainConfig(timesteps=64, n_envs=1, n_steps=32, batch_size=32, n_epochs=1,
+                                 budget_steps=BUDGET, hidden_sizes=[8])
+    untrained = make_residual_ppo(config, pool, BASE)  # starts at the base: mean action 0
+    obs = np.zeros((1, len(FEATURE_SETS[KIND])), dtype=np.float32)
+    assert float(untrained.predict(obs, deterministic=True)[0][0, 0]) == 0.0
+    network = train_residual_policy(config, pool, BASE)
+    assert network.config.kind == KIND
+    assert network.config.feature_names == list(FEATURE_SETS[KIND])
+    assert network.config.training["base"] == BASE

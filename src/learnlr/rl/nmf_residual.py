@@ -34,9 +34,12 @@ Pieces:
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -45,7 +48,7 @@ import torch
 from torch import nn
 
 from learnlr.control.divergence import has_diverged
-from learnlr.nmf.schedules import NMFSchedule
+from learnlr.nmf.schedules import NMFSchedule, step_decay
 from learnlr.nmf.solver import StochasticNMF, _step_takes_metric
 from learnlr.rl.base_env import LRControlBase
 from learnlr.rl.env import NMFInstance, NMFInstanceDistribution
@@ -63,6 +66,8 @@ __all__ = [
     "base_schedule",
     "choose_base",
     "measure_instance",
+    "pretrained_residual_path",
+    "pretrained_residual_schedule",
     "residual_schedule",
     "train_residual_policy",
     "training_instances",
@@ -155,12 +160,21 @@ def choose_base(measures: Sequence[InstanceMeasure], budget: int = 400,
     return best, evidence
 
 
+_STEP_NAME = re.compile(r"step\(lr0=([0-9.]+),gamma=([0-9.]+),every=([0-9]+)\)")
+
+
 def base_schedule(name: str, budget: int = 400) -> NMFSchedule:
-    """The hand-made schedule called ``name`` (a :func:`base_candidates` entry)."""
+    """The hand-made schedule called ``name``: a :func:`base_candidates` entry, or any
+    ``step(lr0=..,gamma=..,every=..)`` (so a policy's recorded base, e.g. ``every=100`` from a
+    400-step training budget, rebuilds the same StepLR for runs of another length)."""
     for spec in handmade_schedules(budget):
         if spec.name == name:
             return spec
-    raise ValueError(f"base must be one of {base_candidates(budget)}, got {name!r}")
+    match = _STEP_NAME.fullmatch(name)
+    if match:
+        return step_decay(float(match.group(1)), float(match.group(2)), int(match.group(3)))
+    raise ValueError(f"base must be one of {base_candidates(budget)} or a "
+                     f"'step(lr0=..,gamma=..,every=..)' name, got {name!r}")
 
 
 # -- the residual scheduler ----------------------------------------------------------------------
@@ -305,6 +319,24 @@ def residual_schedule(base: NMFSchedule, budget: int, *, policy: PolicyNetwork |
         return sched
 
     return NMFSchedule(name, name, base.lr_fraction, factory)
+
+
+def pretrained_residual_path() -> Path:
+    """Path stem of the shipped residual policy (``learnlr/rl/pretrained/nmf_residual``).
+
+    Not in :data:`learnlr.rl.scheduler.PRETRAINED`: that list is for direct policies an
+    :class:`~learnlr.rl.scheduler.RLScheduler` runs; this one needs its base schedule.
+    """
+    return Path(str(resources.files("learnlr.rl") / "pretrained" / KIND))
+
+
+def pretrained_residual_schedule(budget: int = 400) -> NMFSchedule:
+    """The shipped residual policy over the base it was trained on, as an NMF schedule."""
+    from learnlr.rl.policy import load_policy
+
+    policy = load_policy(pretrained_residual_path())
+    return residual_schedule(base_schedule(policy.config.training["base"], budget), budget,
+                             policy=policy)
 
 
 # -- the environment -----------------------------------------------------------------------------
