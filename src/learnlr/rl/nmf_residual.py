@@ -52,7 +52,7 @@ from learnlr.nmf.schedules import NMFSchedule, step_decay
 from learnlr.nmf.solver import StochasticNMF, _step_takes_metric
 from learnlr.rl.base_env import LRControlBase
 from learnlr.rl.env import NMFInstance, NMFInstanceDistribution
-from learnlr.rl.evaluation import HELD_OUT_SEED_OFFSET, handmade_schedules, run_schedule
+from learnlr.rl.evaluation import handmade_schedules, run_schedule
 from learnlr.rl.features import FEATURE_SETS, OBS_LIMIT, ObservationBuilder
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
 
@@ -77,8 +77,8 @@ KIND = "nmf_residual"
 """The policy ``kind`` (:data:`learnlr.rl.features.FEATURE_SETS` key) of these policies."""
 TRAIN_SEED_OFFSET = 3_000_000
 """Training instances come from ``default_rng(TRAIN_SEED_OFFSET + i)``: disjoint from the
-held-out stream (``HELD_OUT_SEED_OFFSET + i``, ``i < 2e6``) and the validation stream of
-``docs/rl.md`` (``2_000_000 + i``)."""
+held-out stream (``learnlr.rl.evaluation.HELD_OUT_SEED_OFFSET + i`` = ``1_000_000 + i``,
+``i < 2e6``) and the validation stream of ``docs/rl.md`` (``2_000_000 + i``)."""
 SAFETY = 0.95
 """The solver's LR cap as a fraction of the stability bound (that of every NMF run)."""
 
@@ -89,8 +89,8 @@ def training_instances(count: int, distribution: NMFInstanceDistribution | None 
     """``count`` instances from the training seed stream, starting at index ``start``."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    if start < 0 or TRAIN_SEED_OFFSET + start + count > HELD_OUT_SEED_OFFSET + 3_000_000:
-        raise ValueError(f"start must be in [0, 3e6 - count], got {start}")
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
     dist = distribution or NMFInstanceDistribution()
     return [dist.sample(np.random.default_rng(TRAIN_SEED_OFFSET + start + i))
             for i in range(count)]
@@ -367,8 +367,10 @@ class NMFResidualEnv(LRControlBase):
                  max_correction: float = 4.0, divergence_penalty: float = 10.0,
                  final_weight: float = 0.0, feature_window: int = 10,
                  safety: float | None = SAFETY) -> None:
+        if not (1.0 < max_correction <= 100.0):
+            raise ValueError(f"max_correction must be in (1, 100], got {max_correction}")
         super().__init__(seed, steps_per_action=steps_per_action,
-                         max_log_change=math.log(max_correction) if max_correction > 1 else 1.0,
+                         max_log_change=math.log(max_correction),
                          min_relative_lr=1e-2, feature_window=feature_window,
                          divergence_penalty=divergence_penalty)
         if not pool:
