@@ -141,8 +141,9 @@ def head_to_head(rows: list[dict], who: str, against: str) -> dict[str, float]:
 
 def summarize(rows: list[dict], budget: int) -> dict:
     """Medians, not-reached counts, divergences and head-to-heads (the goal's figures)."""
-    names = [n for n in ("residual", "base", "best_step", "cosine", "constant", "greedy",
-                         "direct_rl", "oracle_constant", "oracle_open_loop") if n in rows[0]["steps"]]
+    order = ("residual", "base", "best_step", "cosine", "constant", "greedy", "direct_rl",
+             "oracle_constant", "oracle_open_loop")
+    names = [n for n in order if n in rows[0]["steps"]]
     out: dict = {"instances": len(rows), "median_steps": {}, "mean_steps": {}, "not_reached": {}}
     for n in names:
         s = [r["steps"][n] for r in rows]
