@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FEATURE_NAMES", "FEATURE_SETS", "GREEDY_RESIDUAL_FEATURE_NAMES", "OBS_LIMIT", "ObservationBuilder"]
+__all__ = ["FEATURE_NAMES", "FEATURE_SETS", "GREEDY_RESIDUAL_FEATURE_NAMES",
+           "NMF_RESIDUAL_FEATURE_NAMES", "OBS_LIMIT", "ObservationBuilder"]
 
 FEATURE_NAMES = (
     "log_loss_ratio",  # log(loss / initial loss) / 10
@@ -32,8 +33,17 @@ GREEDY_RESIDUAL_FEATURE_NAMES = FEATURE_NAMES + (
 """Observation of a residual policy over the budget-aware GreedyLR
 (:mod:`learnlr.rl.residual`): :data:`FEATURE_NAMES` (with ``log_relative_lr`` relative to the
 initial LR) plus the correction and the validation losses the run has seen."""
+NMF_RESIDUAL_FEATURE_NAMES = FEATURE_NAMES + (
+    "correction",  # the current LR multiplier over the base schedule, log / log(max correction)
+    "log_base_relative_lr",  # log(base schedule's LR / stability bound) / 3
+)
+"""Observation of a residual policy over an NMF base schedule (:mod:`learnlr.rl.nmf_residual`):
+:data:`FEATURE_NAMES` (``log_relative_lr`` is the corrected LR over the bound) plus the
+correction and where the base schedule itself stands relative to the bound (so the policy sees
+the base's drops coming and going)."""
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "direct": FEATURE_NAMES, "greedy_residual": GREEDY_RESIDUAL_FEATURE_NAMES,
+    "nmf_residual": NMF_RESIDUAL_FEATURE_NAMES,
 }
 """Observation layout of each policy ``kind`` (:class:`learnlr.rl.policy.PolicyConfig`):
 ``"direct"`` policies set the LR themselves from :data:`FEATURE_NAMES`; residual policies
