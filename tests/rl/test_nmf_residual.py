@@ -223,3 +223,13 @@ def test_ppo_trains_and_exports_a_residual_policy(instance):
     assert network.config.kind == KIND
     assert network.config.feature_names == list(FEATURE_SETS[KIND])
     assert network.config.training["base"] == BASE
+
+
+def test_shipped_residual_is_an_nmf_schedule_by_name():
+    from learnlr.nmf.schedules import NMF_SCHEDULES, nmf_schedule
+
+    import learnlr.plugins  # noqa: F401  (registers the RL schedules)
+
+    assert "rl_residual" in NMF_SCHEDULES
+    spec = nmf_schedule("rl_residual", 100)
+    assert spec.name == "rl_residual" and spec.factory is not None

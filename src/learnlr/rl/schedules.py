@@ -1,7 +1,8 @@
 """The RL schedules: shipped PPO policies as :class:`~learnlr.rl.scheduler.RLScheduler`,
 registered when this module is imported (the registries import it through
 :mod:`learnlr.plugins`) into the benchmark's :data:`learnlr.bench.schedules.SCHEDULES`
-(``rl``, ``rl_deep``) and the NMF solver's :data:`learnlr.nmf.schedules.NMF_SCHEDULES` (``rl``).
+(``rl``, ``rl_deep``) and the NMF solver's :data:`learnlr.nmf.schedules.NMF_SCHEDULES` (``rl``,
+``rl_residual``).
 
 Light on purpose: importing it loads neither gymnasium nor stable-baselines3; the scheduler and
 the policy files are only read when a cell is built or hashed.
@@ -106,3 +107,13 @@ def _shipped_nmf_policy(budget: int) -> NMFSchedule:
 
 
 register_nmf_schedule("rl", _shipped_nmf_policy)
+
+
+def _shipped_nmf_residual(budget: int) -> NMFSchedule:
+    # Imported here: learnlr.rl.nmf_residual loads gymnasium, which this module must not.
+    from learnlr.rl.nmf_residual import pretrained_residual_schedule
+
+    return pretrained_residual_schedule(budget)
+
+
+register_nmf_schedule("rl_residual", _shipped_nmf_residual)
