@@ -226,9 +226,8 @@ def test_ppo_trains_and_exports_a_residual_policy(instance):
 
 
 def test_shipped_residual_is_an_nmf_schedule_by_name():
-    from learnlr.nmf.schedules import NMF_SCHEDULES, nmf_schedule
-
     import learnlr.plugins  # noqa: F401  (registers the RL schedules)
+    from learnlr.nmf.schedules import NMF_SCHEDULES, nmf_schedule
 
     assert "rl_residual" in NMF_SCHEDULES
     spec = nmf_schedule("rl_residual", 100)
