@@ -64,7 +64,8 @@ def _run(args: tuple[dict[str, Any], str]) -> Any:
 
 def variant(args: argparse.Namespace) -> str:
     """File-name suffix of a non-default design (the default: 2x correction, no cloning)."""
-    return (f"-x{args.max_change:g}" if args.max_change != 2.0 else "") + ("-bc" if args.bc else "")
+    return ((f"-x{args.max_change:g}" if args.max_change != 2.0 else "")
+            + ("-bc" if args.bc else "") + ("-lower" if args.lower_only else ""))
 
 
 def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) -> Path:
@@ -74,7 +75,8 @@ def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) 
     stem = args.out / f"fold-{name}{variant(args)}"
     config = ResidualTrainConfig(workloads=list(workloads), timesteps=args.timesteps,
                                  seeds=args.train_seeds, seed=args.seed, n_envs=args.workers,
-                                 max_log_change=math.log(args.max_change))
+                                 max_log_change=math.log(args.max_change),
+                                 lower_only=args.lower_only)
     started = time.perf_counter()
     episodes, computed = base_episodes(config, args.store, workers=args.workers)
     print(f"fold {name}: {len(episodes)} training cells, {computed} base cells computed now "
@@ -85,7 +87,8 @@ def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) 
     started = time.perf_counter()
     command = (f"python benchmarks/rl_residual_folds.py --store {args.store} --out {args.out} "
                f"--timesteps {args.timesteps} --train-seeds {args.train_seeds} --seed {args.seed}"
-               f" --max-change {args.max_change:g}" + (" --bc" if args.bc else ""))
+               f" --max-change {args.max_change:g}" + (" --bc" if args.bc else "")
+               + (" --lower-only" if args.lower_only else ""))
     warm = None
     if args.bc:
         from learnlr.rl.cloning import fit_actor
@@ -262,6 +265,8 @@ def main() -> None:
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--max-change", type=float, default=2.0,
                     help="largest correction factor either way (default 2)")
+    ap.add_argument("--lower-only", action="store_true",
+                    help="the correction can only lower GreedyLR's LR")
     ap.add_argument("--bc", action="store_true",
                     help="warm start PPO by cloning the store's best runs of the training "
                          "workloads (learnlr.rl.residual_training.clone_targets)")

@@ -279,3 +279,38 @@ def test_clone_targets_rebuild_the_envs_observations_from_the_store(tmp_path):
     assert len(own_obs) == c["budget_steps"] // c["eval_every"] - 1 >= 2
     np.testing.assert_allclose(np.stack(seen)[:, keep], np.stack(own_obs)[:, keep], rtol=1e-5,
                                atol=1e-6)
+
+
+def test_lower_only_correction_never_raises_greedys_lr():
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    residual = GreedyResidual(opt, 50, max_log_change=math.log(4.0), lower_only=True)
+    model.weight.grad = torch.ones_like(model.weight)
+    residual.record(1.0)
+    before = opt.param_groups[0]["lr"]
+    residual.act(1.0)  # a raise: acts as no correction at all
+    assert residual.multiplier == 1.0 and opt.param_groups[0]["lr"] == before
+    residual.act(-0.5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(before / 2)
+    assert residual.observation()[-3] == -0.5  # the correction feature is the effective action
+
+
+def test_lower_only_is_read_from_the_policy_file(tmp_path):
+    config = ResidualTrainConfig(workloads=["digits-cnn"], lower_only=True).policy_config()
+    network = PolicyNetwork(config)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.zero_()
+        network.head.bias.fill_(1.0)  # always "raise"
+    save_policy(network, tmp_path / "lower")
+    policy = load_policy(tmp_path / "lower")
+    assert policy.config.lower_only
+    opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    sched = RLScheduler(opt, policy, total_steps=20)
+    ref_opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    ref = GreedyLR(ref_opt, total_steps=20)
+    for t in range(20):
+        sched.step(1.0 / (t + 1))
+        ref.step(1.0 / (t + 1))
+        sched.decide(1.0)
+        assert opt.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"]

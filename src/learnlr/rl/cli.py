@@ -289,6 +289,10 @@ def _register_residual(rl_sub: argparse._SubParsersAction) -> None:
     res.add_argument("--suite", default=d.suite, choices=("tiny", "quick", "full"),
                      help="budgets and base-LR protocol of this bench suite (default "
                           "%(default)s)")
+    res.add_argument("--lower-only", action="store_true",
+                     help="the correction can only lower GreedyLR's LR (which climbs by itself)")
+    res.add_argument("--max-change", type=float, default=math.exp(d.max_log_change),
+                     help="largest correction factor, > 1 (default %(default)g)")
     res.add_argument("--bc", action="store_true",
                      help="warm start: clone, from the store's finished cells of these "
                           "workloads, the correction that turns greedy_step into the best "
@@ -325,7 +329,9 @@ def _train_residual(args: argparse.Namespace) -> int:
         config = ResidualTrainConfig(workloads=workloads, optimizers=optimizers,
                                      lr_scales=scales, seeds=args.seeds,
                                      first_seed=args.first_seed, timesteps=args.timesteps,
-                                     n_envs=args.workers, seed=args.seed, suite=args.suite)
+                                     n_envs=args.workers, seed=args.seed, suite=args.suite,
+                                     max_log_change=_log_change(args.max_change),
+                                     lower_only=args.lower_only)
         episodes, computed = base_episodes(config, args.store, workers=args.workers)
         warm = None
         if args.bc:
@@ -346,7 +352,9 @@ def _train_residual(args: argparse.Namespace) -> int:
                           str(args.seeds), "--first-seed", str(args.first_seed),
                           "--timesteps", str(args.timesteps), "--workers", str(args.workers),
                           "--seed", str(args.seed), "--suite", args.suite,
-                          "--out", str(args.out)] + (["--bc"] if args.bc else []))
+                          "--max-change", f"{args.max_change:g}", "--out", str(args.out)]
+                         + (["--bc"] if args.bc else [])
+                         + (["--lower-only"] if args.lower_only else []))
     network = train_residual(config, episodes, progress=not args.no_progress, command=command,
                              warm_start=warm)
     weights, meta = save_policy(network, args.out)

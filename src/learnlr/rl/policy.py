@@ -45,6 +45,9 @@ class PolicyConfig:
     kind: str = "direct"
     """``"direct"``: the policy sets the LR (:data:`FEATURE_NAMES`); a residual kind (a key of
     :data:`learnlr.rl.features.FEATURE_SETS`): the policy corrects a base schedule."""
+    lower_only: bool = False
+    """Residual policies: the correction can only lower the base's LR (positive actions act as
+    0)."""
     workload: str = "nmf"
     """Workload family the policy was trained on."""
     training: dict[str, Any] = field(default_factory=dict)

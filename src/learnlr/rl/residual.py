@@ -66,10 +66,12 @@ class GreedyResidual:
         max_log_change: the correction is ``exp(a * max_log_change)``, so at most
             ``exp(max_log_change)`` either way.
         feature_window: losses in the variance feature.
+        lower_only: positive actions act as 0: the correction only ever lowers GreedyLR's LR
+            (which already climbs by itself).
     """
 
     def __init__(self, optimizer: Optimizer, total_steps: int, *, max_log_change: float,
-                 feature_window: int = 10) -> None:
+                 feature_window: int = 10, lower_only: bool = False) -> None:
         from learnlr.torch.greedy import GreedyLR
 
         if not (0 < max_log_change <= 5):
@@ -79,6 +81,7 @@ class GreedyResidual:
         self.optimizer = optimizer
         self.total_steps = total_steps
         self.max_log_change = max_log_change
+        self.lower_only = lower_only
         self.initial_lr = float(self.greedy.base_lrs[0])
         self.features = ObservationBuilder(feature_window)
         self.multiplier = 1.0
@@ -128,7 +131,7 @@ class GreedyResidual:
 
     def act(self, action: float) -> None:
         """Set the correction to ``exp(action * max_log_change)`` (action clipped to [-1, 1])."""
-        a = min(max(float(action), -1.0), 1.0)
+        a = min(max(float(action), -1.0), 0.0 if self.lower_only else 1.0)
         if not math.isfinite(a):
             a = 0.0
         self.action = a

@@ -113,13 +113,15 @@ class ResidualWorkloadEnv(gym.Env):
         max_log_change: the correction is at most ``exp(max_log_change)`` either way.
         feature_window: losses in the variance feature.
         divergence_penalty: the reward of a run that diverges (it also clips the paired reward).
+        lower_only: the correction can only lower GreedyLR's LR.
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, episodes: Sequence[ResidualEpisode | Mapping[str, Any]],
                  seed: int | None = None, *, max_log_change: float = math.log(2.0),
-                 feature_window: int = 10, divergence_penalty: float = 2.0) -> None:
+                 feature_window: int = 10, divergence_penalty: float = 2.0,
+                 lower_only: bool = False) -> None:
         super().__init__()
         self.episodes = [e if isinstance(e, ResidualEpisode) else ResidualEpisode.from_json(e)
                          for e in episodes]
@@ -130,6 +132,7 @@ class ResidualWorkloadEnv(gym.Env):
         if not (divergence_penalty > 0 and math.isfinite(divergence_penalty)):
             raise ValueError(f"divergence_penalty must be finite and > 0, got {divergence_penalty}")
         self.max_log_change = max_log_change
+        self.lower_only = lower_only
         self.feature_window = feature_window
         self.divergence_penalty = divergence_penalty
         self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT,
@@ -182,7 +185,8 @@ class ResidualWorkloadEnv(gym.Env):
             opt = make_optimizer(ep.optimizer, params, ep.base_lr * ep.lr_scale)
             self.residual = GreedyResidual(opt, ep.budget_steps,
                                            max_log_change=self.max_log_change,
-                                           feature_window=self.feature_window)
+                                           feature_window=self.feature_window,
+                                           lower_only=self.lower_only)
             return TrainingHooks(opt, _Hooks(self.residual), step_on="step_loss_then_eval")
 
         self.run = TrainingRun.start(shared_workload(ep.workload), ep.seed, build,

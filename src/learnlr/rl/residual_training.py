@@ -60,6 +60,8 @@ class ResidualTrainConfig:
     max_log_change: float = math.log(2.0)
     """The correction is at most 2x either way."""
     divergence_penalty: float = 2.0
+    lower_only: bool = False
+    """The correction can only lower GreedyLR's LR (GreedyLR already climbs by itself)."""
 
     def __post_init__(self) -> None:
         for name in ("timesteps", "seeds", "n_envs", "n_steps", "batch_size", "n_epochs"):
@@ -81,7 +83,8 @@ class ResidualTrainConfig:
         return PolicyConfig(hidden_sizes=list(self.hidden_sizes), activation="tanh",
                             max_log_change=self.max_log_change,
                             feature_names=list(GREEDY_RESIDUAL_FEATURE_NAMES),
-                            kind="greedy_residual", workload=",".join(self.workloads),
+                            kind="greedy_residual", lower_only=self.lower_only,
+                            workload=",".join(self.workloads),
                             training=training or {})
 
 
@@ -157,7 +160,8 @@ def clone_targets(config: ResidualTrainConfig, store_dir: str | Path
             best = min(group.values(), key=lambda cell: cell.results["final_val_loss"])
             base = store.trajectory(group["greedy_step"].hash)
             target_lrs = store.trajectory(best.hash).lr
-            if _clone_cell(base, target_lrs, config.max_log_change, obs, actions):
+            if _clone_cell(base, target_lrs, config.max_log_change, obs, actions,
+                           high=0.0 if config.lower_only else 1.0):
                 used += 1
     if not obs:
         raise ValueError(f"the store in {str(store_dir)!r} has no finished greedy_step cells of "
@@ -166,7 +170,7 @@ def clone_targets(config: ResidualTrainConfig, store_dir: str | Path
 
 
 def _clone_cell(base: Any, target_lrs: list[float], max_log_change: float,
-                obs: list[np.ndarray], actions: list[float]) -> bool:
+                obs: list[np.ndarray], actions: list[float], high: float = 1.0) -> bool:
     """Append one stored run's (observation, target) pairs; False if the run is unusable."""
     from learnlr.rl.features import ObservationBuilder
     from learnlr.rl.residual import residual_observation
@@ -193,17 +197,17 @@ def _clone_cell(base: Any, target_lrs: list[float], max_log_change: float,
                                         action, vals))
         end = decisions[k + 1] if k + 1 < len(decisions) else total
         ratios = [math.log(target_lrs[s] / lrs[s]) for s in range(t + 1, end)]
-        action = min(max(sum(ratios) / len(ratios) / max_log_change, -1.0), 1.0)
+        action = min(max(sum(ratios) / len(ratios) / max_log_change, -1.0), high)
         actions.append(action)
     return True
 
 
 def _make_env(episodes: list[dict[str, Any]], max_log_change: float,
-              divergence_penalty: float) -> Any:
+              divergence_penalty: float, lower_only: bool) -> Any:
     from learnlr.rl.residual_env import ResidualWorkloadEnv
 
     return ResidualWorkloadEnv(episodes, max_log_change=max_log_change,
-                               divergence_penalty=divergence_penalty)
+                               divergence_penalty=divergence_penalty, lower_only=lower_only)
 
 
 def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode], *,
@@ -219,7 +223,8 @@ def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode],
     np.random.seed(config.seed)
     env_kwargs = {"episodes": [e.to_json() for e in episodes],
                   "max_log_change": config.max_log_change,
-                  "divergence_penalty": config.divergence_penalty}
+                  "divergence_penalty": config.divergence_penalty,
+                  "lower_only": config.lower_only}
     vec_cls = SubprocVecEnv if config.n_envs > 1 else DummyVecEnv
     vec_env = make_vec_env(_make_env, n_envs=config.n_envs, seed=config.seed,
                            env_kwargs=env_kwargs, vec_env_cls=vec_cls)

@@ -125,7 +125,8 @@ class RLScheduler(LRScheduler):
             # the same GreedyLR as a plain GreedyLR(opt, total_steps=N).
             self.residual = GreedyResidual(optimizer, total_steps,
                                            max_log_change=self.policy.config.max_log_change,
-                                           feature_window=self.policy.config.feature_window)
+                                           feature_window=self.policy.config.feature_window,
+                                           lower_only=self.policy.config.lower_only)
         self.total_steps = total_steps
         self.lr_bound = lr_bound
         self.max_lr_factor = max_lr_factor
