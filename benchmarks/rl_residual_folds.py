@@ -106,10 +106,12 @@ def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) 
 def eval_fold(name: str, workloads: tuple[str, ...], stem: Path, args: argparse.Namespace
               ) -> dict[str, Any]:
     ours = run_policy_cells(stem, SUBJECT, workloads, args, f"rl-eval-{stem.name}")
-    cells = [{"config": c.config, "results": c.results}
-             for c in ours + rival_cells(workloads, args)]
+    rivals = rival_cells(workloads, args)
+    cells = [{"config": c.config, "results": c.results} for c in ours + rivals]
     summary = summarize_tracks(cells, SUBJECT)
     summary["divergences"] = sum(c.results.get("status") != "ok" for c in ours)
+    summary["base_divergences"] = sum(c.results.get("status") != "ok" for c in rivals
+                                      if c.config["schedule"] == "greedy_step")
     summary["eval_workloads"] = list(workloads)
     return summary
 
@@ -216,7 +218,8 @@ def report(name: str, summary: dict[str, Any], subject: str = SUBJECT) -> None:
     print(f"profile area (all tracks): {subject} {area.get(subject, math.nan):.3f}, "
           f"greedy_step {area.get('greedy_step', math.nan):.3f}, "
           f"cosine {area.get('cosine', math.nan):.3f}, wsd {area.get('wsd', math.nan):.3f}")
-    print(f"divergences: {summary['divergences']}")
+    print(f"divergences: {summary['divergences']} (greedy_step on the same cells: "
+          f"{summary.get('base_divergences', '?')})")
 
 
 def ship(args: argparse.Namespace, results: dict[str, Any]) -> None:
