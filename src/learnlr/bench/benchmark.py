@@ -56,6 +56,9 @@ class BenchRequest:
     first_seed: int = 0
     """Seeds run are ``first_seed .. first_seed + seeds - 1`` (the RL trainer's base runs use
     seeds the evaluation never sees)."""
+    purpose: str = "main"
+    """What the store records the cells as: ``learnlr report`` shows the ``"main"`` ones; the
+    RL trainer's base runs are ``"rl-base"``."""
 
     def __post_init__(self) -> None:
         if self.tune not in TUNE_MODES:
@@ -256,8 +259,8 @@ def run_benchmark(request: BenchRequest, progress: Progress | None = None) -> Be
                 plan.main = _main_grid(plan, suite, budgets, optimizers, schedules,
                                        range(request.first_seed, request.first_seed + seeds))
                 store.supersede(plan.main)
-                store.mark_purpose(plan.main_hashes, "main")
-                run.run(plan.main, "running cells", "main")
+                store.mark_purpose(plan.main_hashes, request.purpose)
+                run.run(plan.main, "running cells", request.purpose)
         finally:
             store.release_claims(owner)
     return plan

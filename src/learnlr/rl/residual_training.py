@@ -105,12 +105,13 @@ def base_episodes(config: ResidualTrainConfig, store_dir: str | Path, *, workers
     request = BenchRequest(suite=suite, out_dir=Path(store_dir),
                            workloads=tuple(config.workloads),
                            optimizers=tuple(config.optimizers), schedules=(BASE_SCHEDULE,),
-                           seeds=config.seeds, first_seed=config.first_seed, workers=workers)
+                           seeds=config.seeds, first_seed=config.first_seed, workers=workers,
+                           purpose="rl-base")
     plan = run_benchmark(request, progress) if progress is not None else run_benchmark(request)
     episodes = []
-    with ExperimentStore(Path(store_dir) / STORE_FILENAME) as store:
-        # Not "main": `learnlr report` on this store keeps showing the benchmark's own cells.
-        store.mark_purpose(plan.main_hashes, "rl-base")
+    # Stored as "rl-base", not "main": `learnlr report` on this store keeps showing the
+    # benchmark's own cells only.
+    with ExperimentStore(Path(store_dir) / STORE_FILENAME, readonly=True) as store:
         for cell in plan.main:
             result = store.get_result(cell)
             if result is None:
@@ -155,8 +156,8 @@ def clone_targets(config: ResidualTrainConfig, store_dir: str | Path
         actions: list[float] = []
         used = 0
         for group in groups.values():
-            if "greedy_step" not in group:
-                continue
+            if "greedy_step" not in group or len(group) < 2:
+                continue  # no rival of the same cell: nothing to imitate
             best = min(group.values(), key=lambda cell: cell.results["final_val_loss"])
             base = store.trajectory(group["greedy_step"].hash)
             target_lrs = store.trajectory(best.hash).lr
