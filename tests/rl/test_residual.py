@@ -29,7 +29,9 @@ CELL = dict(workload="digits-cnn", optimizer="sgd", seed=3, base_lr=0.1, budget_
 
 def _policy(scale: float, seed: int = 0) -> PolicyNetwork:
     """A residual policy: zero weights (scale 0) or random ones scaled by ``scale``."""
-    network = PolicyNetwork(ResidualTrainConfig(workloads=["digits-cnn"]).policy_config())
+    config = ResidualTrainConfig(workloads=["digits-cnn"], lower_only=False,
+                                 max_log_change=math.log(2.0))
+    network = PolicyNetwork(config.policy_config())
     torch.manual_seed(seed)
     with torch.no_grad():
         for p in network.parameters():

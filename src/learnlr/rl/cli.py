@@ -289,8 +289,9 @@ def _register_residual(rl_sub: argparse._SubParsersAction) -> None:
     res.add_argument("--suite", default=d.suite, choices=("tiny", "quick", "full"),
                      help="budgets and base-LR protocol of this bench suite (default "
                           "%(default)s)")
-    res.add_argument("--lower-only", action="store_true",
-                     help="the correction can only lower GreedyLR's LR (which climbs by itself)")
+    res.add_argument("--both-ways", action="store_true",
+                     help="let the correction raise GreedyLR's LR too (default: only lower it; "
+                          "GreedyLR climbs by itself)")
     res.add_argument("--max-change", type=float, default=math.exp(d.max_log_change),
                      help="largest correction factor, > 1 (default %(default)g)")
     res.add_argument("--bc", action="store_true",
@@ -331,7 +332,7 @@ def _train_residual(args: argparse.Namespace) -> int:
                                      first_seed=args.first_seed, timesteps=args.timesteps,
                                      n_envs=args.workers, seed=args.seed, suite=args.suite,
                                      max_log_change=_log_change(args.max_change),
-                                     lower_only=args.lower_only)
+                                     lower_only=not args.both_ways)
         episodes, computed = base_episodes(config, args.store, workers=args.workers)
         warm = None
         if args.bc:
@@ -354,7 +355,7 @@ def _train_residual(args: argparse.Namespace) -> int:
                           "--seed", str(args.seed), "--suite", args.suite,
                           "--max-change", f"{args.max_change:g}", "--out", str(args.out)]
                          + (["--bc"] if args.bc else [])
-                         + (["--lower-only"] if args.lower_only else []))
+                         + (["--both-ways"] if args.both_ways else []))
     network = train_residual(config, episodes, progress=not args.no_progress, command=command,
                              warm_start=warm)
     weights, meta = save_policy(network, args.out)

@@ -47,7 +47,7 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
 }
 """Observation layout of each policy ``kind`` (:class:`learnlr.rl.policy.PolicyConfig`):
 ``"direct"`` policies set the LR themselves from :data:`FEATURE_NAMES`; residual policies
-(registered by their modules) correct a base schedule and see more."""
+correct a base schedule and see more."""
 OBS_LIMIT = 5.0
 """Every feature is clipped to ``[-OBS_LIMIT, OBS_LIMIT]`` (the observation space's box)."""
 

@@ -57,11 +57,12 @@ class ResidualTrainConfig:
     learning_rate: float = 3e-4
     log_std_init: float = -1.0
     hidden_sizes: list[int] = field(default_factory=lambda: [32, 32])
-    max_log_change: float = math.log(2.0)
-    """The correction is at most 2x either way."""
+    max_log_change: float = math.log(4.0)
+    """The correction is at most 4x (the shipped ``deep`` policy's setting)."""
     divergence_penalty: float = 2.0
-    lower_only: bool = False
-    """The correction can only lower GreedyLR's LR (GreedyLR already climbs by itself)."""
+    lower_only: bool = True
+    """The correction can only lower GreedyLR's LR (GreedyLR already climbs by itself; raising
+    on top of its climb diverged runs in the leave-workloads-out study, docs/rl.md)."""
 
     def __post_init__(self) -> None:
         for name in ("timesteps", "seeds", "n_envs", "n_steps", "batch_size", "n_epochs"):

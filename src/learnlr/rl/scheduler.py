@@ -67,8 +67,9 @@ class RLScheduler(LRScheduler):
     ``"deep"``): the scheduler is ``GreedyLR(optimizer, total_steps=total_steps)`` plus a
     learned correction (:mod:`learnlr.rl.residual`). Call ``step(loss)`` after every optimizer
     step and ``decide(val_loss)`` after every evaluation; after each evaluation the policy sets
-    a multiplier (at most ``exp(max_log_change)`` either way) of GreedyLR's LR. Without
-    ``decide`` calls it is exactly GreedyLR.
+    a multiplier of GreedyLR's LR, at most ``exp(max_log_change)`` either way (only downwards
+    for a ``lower_only`` policy such as ``"deep"``). Without ``decide`` calls it is exactly
+    GreedyLR.
 
     **Direct policies** (``"direct"``, e.g. ``"nmf"``):
     Every ``policy.config.steps_per_action`` calls the policy looks at the loss statistics, the
