@@ -7,6 +7,7 @@ compares the ranks.
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,11 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
     finally:
         dist.destroy_process_group()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    # gloo with torch 2.13 sometimes aborts in a C++ destructor at interpreter exit ("terminate
+    # called without an active exception"), after the results are written (about 1 run in 4
+    # here). Leave without running those destructors: the test checks the results, not
+    # torch's teardown.
+    os._exit(0)
 
 
 @pytest.fixture(scope="module")
