@@ -23,7 +23,6 @@ tracks of the policy and its base. Writes ``OUT/folds.json``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -35,6 +34,7 @@ from learnlr.bench.records import CellConfig
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore
 from learnlr.bench.summary import json_safe, summarize_tracks
 from learnlr.bench.workloads import WORKLOADS
+from learnlr.rl.schedules import policy_digest
 
 DEV = ("graph-nodes", "reviews-imbalanced", "char-lm", "digits-cnn")
 HELD_OUT = ("mnist1d", "reviews-text", "elec-forecast", "longtail-digits")
@@ -44,13 +44,6 @@ RIVALS = ("greedy_step", "cosine", "wsd", "constant", "step", "linear", "warmup_
           "onecycle", "exponential", "polynomial")
 SCALES = (0.1, 1.0, 10.0)
 OPTIMIZERS = ("sgd", "adamw")
-
-
-def policy_digest(stem: Path) -> str:
-    h = hashlib.sha256()
-    for suffix in (".safetensors", ".json"):
-        h.update(stem.with_suffix(suffix).read_bytes())
-    return f"policy-sha256:{h.hexdigest()[:16]}"
 
 
 def _run(args: tuple[dict[str, Any], str]) -> Any:

@@ -45,7 +45,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 from learnlr.control.divergence import has_diverged
 from learnlr.nmf.schedules import NMFSchedule, step_decay
@@ -55,6 +54,7 @@ from learnlr.rl.env import NMFInstance, NMFInstanceDistribution
 from learnlr.rl.evaluation import handmade_schedules, run_schedule
 from learnlr.rl.features import FEATURE_SETS, OBS_LIMIT, ObservationBuilder
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
+from learnlr.rl.scheduler import grad_norm_of
 
 __all__ = [
     "KIND",
@@ -242,7 +242,7 @@ class ResidualScheduler:
         self.steps += 1
         if metric is not None:
             self.features.record(float(metric))
-        self._grad_norm = _grad_norm(self.optimizer)
+        self._grad_norm = grad_norm_of(self.optimizer)
         if self.controller is not None and self.steps % self.steps_per_action == 0:
             self.set_action(self.controller(self.observe()))
         else:
@@ -279,15 +279,6 @@ def _exact_grad_norm(nmf: StochasticNMF) -> float:
     with torch.no_grad():
         R = nmf.W @ nmf.H - nmf.X
         return math.sqrt(float(((R @ nmf.H.T) ** 2).sum() + ((nmf.W.T @ R) ** 2).sum()))
-
-
-def _grad_norm(optimizer: torch.optim.Optimizer) -> float:
-    total = 0.0
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if p.grad is not None:
-                total += float(p.grad.detach().pow(2).sum())
-    return math.sqrt(total)
 
 
 def residual_schedule(base: NMFSchedule, budget: int, *, policy: PolicyNetwork | None = None,
@@ -514,19 +505,16 @@ def make_residual_ppo(config: ResidualTrainConfig,
     The actor's output layer starts at zero, so the initial policy's mean action is 0: PPO
     starts from the base schedule itself.
     """
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
+
+    from learnlr.rl.training import ppo_model
 
     env_kwargs = {"pool": list(pool), "base": base, "budget_steps": config.budget_steps,
                   "steps_per_action": config.steps_per_action,
                   "max_correction": config.max_correction, "final_weight": config.final_weight}
     vec_env = make_vec_env(NMFResidualEnv, n_envs=config.n_envs, seed=config.seed,
                            env_kwargs=env_kwargs)
-    policy_kwargs = {"net_arch": {"pi": list(config.hidden_sizes), "vf": list(config.hidden_sizes)},
-                     "activation_fn": nn.Tanh, "log_std_init": config.log_std_init}
-    model = PPO("MlpPolicy", vec_env, learning_rate=config.learning_rate, n_steps=config.n_steps,
-                batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
-                policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0)
+    model = ppo_model(vec_env, config)
     with torch.no_grad():
         model.policy.action_net.weight.zero_()
         model.policy.action_net.bias.zero_()

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
 from learnlr.rl.residual_env import BASE_SCHEDULE, ResidualEpisode
@@ -217,9 +216,10 @@ def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode],
                    warm_start: PolicyNetwork | None = None) -> PolicyNetwork:
     """PPO on ``episodes`` (parallel processes when ``n_envs > 1``), optionally from a cloned
     actor; returns the actor."""
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from learnlr.rl.training import load_actor_into_sb3, ppo_model
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -230,16 +230,8 @@ def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode],
     vec_cls = SubprocVecEnv if config.n_envs > 1 else DummyVecEnv
     vec_env = make_vec_env(_make_env, n_envs=config.n_envs, seed=config.seed,
                            env_kwargs=env_kwargs, vec_env_cls=vec_cls)
-    policy_kwargs = {"net_arch": {"pi": list(config.hidden_sizes),
-                                  "vf": list(config.hidden_sizes)},
-                     "activation_fn": nn.Tanh, "log_std_init": config.log_std_init}
-    model = PPO("MlpPolicy", vec_env, learning_rate=config.learning_rate,
-                n_steps=config.n_steps, batch_size=config.batch_size, n_epochs=config.n_epochs,
-                gamma=config.gamma, gae_lambda=1.0, policy_kwargs=policy_kwargs,
-                seed=config.seed, device="cpu", verbose=0)
+    model = ppo_model(vec_env, config, gae_lambda=1.0)
     if warm_start is not None:
-        from learnlr.rl.training import load_actor_into_sb3
-
         load_actor_into_sb3(model, warm_start)
     started = time.perf_counter()
     try:

@@ -26,7 +26,15 @@ from learnlr.bench.schedules import (
 )
 from learnlr.nmf.schedules import NMFSchedule, register_nmf_schedule
 
-__all__ = ["learned_schedule", "policy_fingerprint", "policy_hooks"]
+__all__ = ["learned_schedule", "policy_digest", "policy_fingerprint", "policy_hooks"]
+
+
+def policy_digest(stem: Path) -> str:
+    """Digest of a saved policy's two files (``stem.safetensors`` and ``stem.json``)."""
+    h = hashlib.sha256()
+    for suffix in (".safetensors", ".json"):
+        h.update(stem.with_suffix(suffix).read_bytes())
+    return f"policy-sha256:{h.hexdigest()[:16]}"
 
 
 def policy_fingerprint(name: str) -> Callable[[], str]:
@@ -36,11 +44,7 @@ def policy_fingerprint(name: str) -> Callable[[], str]:
     def digest() -> str:
         from learnlr.rl.scheduler import pretrained_path
 
-        stem = pretrained_path(name)
-        h = hashlib.sha256()
-        for suffix in (".safetensors", ".json"):
-            h.update(stem.with_suffix(suffix).read_bytes())
-        return f"policy-sha256:{h.hexdigest()[:16]}"
+        return policy_digest(pretrained_path(name))
 
     return digest
 

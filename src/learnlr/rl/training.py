@@ -19,7 +19,7 @@ from torch import nn
 from learnlr.rl.env import REWARDS, make_env
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
 
-__all__ = ["TrainConfig", "load_actor_into_sb3", "make_ppo", "train_policy"]
+__all__ = ["TrainConfig", "load_actor_into_sb3", "make_ppo", "ppo_model", "train_policy"]
 
 
 @dataclass
@@ -131,7 +131,6 @@ def make_ppo(config: TrainConfig) -> Any:
     """An SB3 PPO model on ``n_envs`` seeded copies of :func:`learnlr.rl.env.make_env`'s
     environment (NMF, or :class:`~learnlr.rl.workload_env.WorkloadLRControlEnv` for benchmark
     workloads)."""
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     if config.uses_benchmark_workloads:
@@ -144,11 +143,21 @@ def make_ppo(config: TrainConfig) -> Any:
                       "min_relative_lr": config.min_relative_lr, "reward": config.reward}
     vec_env = make_vec_env(make_env, n_envs=config.n_envs, seed=config.seed,
                            env_kwargs=env_kwargs)
+    return ppo_model(vec_env, config)
+
+
+def ppo_model(vec_env: Any, config: Any, **ppo_kwargs: Any) -> Any:
+    """SB3 PPO with the project's actor/critic (``config.hidden_sizes`` tanh MLPs, Gaussian
+    action with ``config.log_std_init``) and ``config``'s PPO settings, on the CPU: the one PPO
+    construction of every trainer (direct, NMF residual, GreedyLR residual)."""
+    from stable_baselines3 import PPO
+
     policy_kwargs = {"net_arch": {"pi": list(config.hidden_sizes), "vf": list(config.hidden_sizes)},
                      "activation_fn": nn.Tanh, "log_std_init": config.log_std_init}
     return PPO("MlpPolicy", vec_env, learning_rate=config.learning_rate, n_steps=config.n_steps,
                batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
-               policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0)
+               policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0,
+               **ppo_kwargs)
 
 
 def load_actor_into_sb3(model: Any, network: PolicyNetwork) -> None:
