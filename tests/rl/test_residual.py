@@ -316,3 +316,21 @@ def test_lower_only_is_read_from_the_policy_file(tmp_path):
         ref.step(1.0 / (t + 1))
         sched.decide(1.0)
         assert opt.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"]
+
+
+def test_correction_follows_greedy_through_decisions_and_the_anneal():
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    residual = GreedyResidual(opt, 60, max_log_change=math.log(4.0), lower_only=True)
+    ref = GreedyLR(ref_opt, total_steps=60)
+    rng = np.random.default_rng(0)
+    for t in range(70):  # decisions both ways, the anneal, and past the budget
+        loss = float(1.0 / (t + 1) + 0.05 * rng.random())
+        model.weight.grad = torch.ones_like(model.weight)
+        residual.record(loss)
+        ref.step(loss)
+        if t == 3:
+            residual.act(-1.0)
+        assert opt.param_groups[0]["lr"] == pytest.approx(
+            ref_opt.param_groups[0]["lr"] * (0.25 if t >= 3 else 1.0), rel=1e-12)

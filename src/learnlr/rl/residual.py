@@ -89,6 +89,7 @@ class GreedyResidual:
         self.calls = 0
         self.loss = float("nan")
         self._scaled = False  # True while the optimizer holds m x GreedyLR's LRs (m != 1)
+        self._scaled_from: list[float] | None = None  # the GreedyLR LR list last scaled
         self.val_first: float | None = None
         self.val_best: float | None = None
         self.val_last: float | None = None
@@ -106,7 +107,9 @@ class GreedyResidual:
             self.features.record(value)
         self.loss = value
         self.calls += 1
-        if self._scaled:
+        # GreedyLR publishes a new list whenever it writes the optimizer's LRs (a decision, the
+        # warmup, the anneal); in between the optimizer still holds the scaled LRs: no write.
+        if self._scaled and self.greedy.get_last_lr() is not self._scaled_from:
             self._write()
 
     def record_validation(self, val_loss: float) -> None:
@@ -142,7 +145,8 @@ class GreedyResidual:
     def _write(self) -> None:
         """The optimizer's LRs = GreedyLR's LRs for the next update x the correction."""
         m = self.multiplier
-        for group, lr in zip(self.optimizer.param_groups, self.greedy.get_last_lr()):
+        self._scaled_from = self.greedy.get_last_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._scaled_from):
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(lr * m)
             else:
@@ -172,5 +176,7 @@ class GreedyResidual:
         self.loss = float(state["loss"])
         self.val_first, self.val_best, self.val_last = state["val"]
         self._scaled = bool(state["scaled"])
-        if self._scaled:
+        # GreedyLR publishes a new list whenever it writes the optimizer's LRs (a decision, the
+        # warmup, the anneal); in between the optimizer still holds the scaled LRs: no write.
+        if self._scaled and self.greedy.get_last_lr() is not self._scaled_from:
             self._write()
