@@ -59,6 +59,24 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # reads as "improving" and pulls the LR back up).
     "f90_a50_ratchet": {"factor": 0.9, "adaptation": 0.5, "ratchet": True},
     "f90_a25_ratchet": {"factor": 0.9, "adaptation": 0.25, "ratchet": True},
+    # Brake: a smoothed loss more than 10 % above its best is a decrease now, whatever the
+    # patience (a too-large LR shows as a rising loss; patience only delays the cure).
+    "f90_a50_brake": {"factor": 0.9, "adaptation": 0.5, "brake": 0.1},
+    # Careful climb, fast brake: half the increases, decreases of factor**2 (a too-small LR
+    # costs speed, a too-large one costs the run).
+    "f90_a50_asym": {"factor": 0.9, "adaptation": 0.5, "asym": True},
+    "f90_a50_asym_brake": {"factor": 0.9, "adaptation": 0.5, "asym": True, "brake": 0.1},
+    # Ablations of asym: (increase every k-th, decrease taken d times).
+    "f90_a50_slowup": {"factor": 0.9, "adaptation": 0.5, "asym": (2, 1)},
+    "f90_a50_fastdown": {"factor": 0.9, "adaptation": 0.5, "asym": (1, 2)},
+    "f90_a50_asym3": {"factor": 0.9, "adaptation": 0.5, "asym": (3, 3)},
+    "f90_a50_slowup3": {"factor": 0.9, "adaptation": 0.5, "asym": (3, 1)},
+    "f90_a50_slowup4": {"factor": 0.9, "adaptation": 0.5, "asym": (4, 1)},
+    "f90_a50_slowup8": {"factor": 0.9, "adaptation": 0.5, "asym": (8, 1)},
+    "f90_a50_max1": {"factor": 0.9, "adaptation": 0.5, "max_ratio": 1.0},
+    # The smooth form of slowup-k: every increase multiplies by (1 / factor) ** (1 / k).
+    "f90_a50_root3": {"factor": 0.9, "adaptation": 0.5, "up_root": 3},
+    "f90_a50_root4": {"factor": 0.9, "adaptation": 0.5, "up_root": 4},
 }
 
 
@@ -78,6 +96,67 @@ class _Ratchet:
         return taken
 
 
+class _Brake:
+    """Wraps observe(): a smoothed loss above (1 + margin) x its best is a DECREASE now."""
+
+    def __init__(self, controller: Any, margin: float) -> None:
+        self.controller, self.observe, self.margin = controller, controller.observe, margin
+        controller.observe = self
+
+    def __call__(self, value: float) -> int:
+        decision = self.observe(value)
+        c = self.controller
+        if (decision != -1 and c.best is not None and c.last_value is not None
+                and c.last_value > c.best + self.margin * abs(c.best)):
+            c.num_good = c.num_bad = 0
+            return -1
+        return decision
+
+
+class _Asym:
+    """Wraps observe() and apply(): only every ``up``-th INCREASE is taken, a DECREASE is taken
+    ``down`` times (``asym=True``: 2, 2)."""
+
+    def __init__(self, controller: Any, up: int = 2, down: int = 2) -> None:
+        self.controller, self.observe, self.apply = controller, controller.observe, controller.apply
+        self.up, self.down, self.seen = up, down, 0
+        controller.observe, controller.apply = self.observe_slow_up, self.apply_fast_down
+
+    def observe_slow_up(self, value: float) -> int:
+        decision = self.observe(value)
+        if decision == 1:
+            self.seen += 1
+            if self.seen % self.up:
+                return 0
+        return decision
+
+    def apply_fast_down(self, decision: int, lrs: Any = None) -> int:
+        taken = self.apply(decision, lrs)
+        if taken == -1:
+            for _ in range(self.down - 1):
+                self.apply(-1)
+        return taken
+
+
+class _UpRoot:
+    """Wraps apply(): an INCREASE multiplies by (1 / factor) ** (1 / k) instead of 1 / factor."""
+
+    def __init__(self, controller: Any, k: float) -> None:
+        self.controller, self.apply, self.k = controller, controller.apply, k
+        controller.apply = self
+
+    def __call__(self, decision: int, lrs: Any = None) -> int:
+        c = self.controller
+        if decision != 1:
+            return self.apply(decision, lrs)
+        f = c._factor
+        c._factor = f ** (1.0 / self.k)
+        try:
+            return self.apply(decision, lrs)
+        finally:
+            c._factor = f
+
+
 def _builder(kwargs: dict[str, Any]) -> registry.Builder:
     def build(params: Any, ctx: registry.BuildContext) -> registry.TrainingHooks:
         from learnlr.torch.greedy import GreedyLR
@@ -91,10 +170,18 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
             if key in kw:
                 kw[bound] = kw.pop(key) * ctx.base_lr
         ratchet = kw.pop("ratchet", False)
+        brake, asym = kw.pop("brake", None), kw.pop("asym", False)
+        up_root = kw.pop("up_root", None)
         opt = registry.make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
         sched = GreedyLR(opt, total_steps=ctx.budget_steps, warmup_steps=warmup, **kw)
         if ratchet:
             _Ratchet(sched.controller)
+        if asym:
+            _Asym(sched.controller, *((2, 2) if asym is True else asym))
+        if up_root is not None:
+            _UpRoot(sched.controller, up_root)
+        if brake is not None:
+            _Brake(sched.controller, brake)
         return registry.TrainingHooks(opt, sched, step_on="step_loss")
 
     return build
