@@ -75,8 +75,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "f90_a50_slowup8": {"factor": 0.9, "adaptation": 0.5, "asym": (8, 1)},
     "f90_a50_max1": {"factor": 0.9, "adaptation": 0.5, "max_ratio": 1.0},
     # The smooth form of slowup-k: every increase multiplies by (1 / factor) ** (1 / k).
+    "f90_a50_root2": {"factor": 0.9, "adaptation": 0.5, "up_root": 2},
     "f90_a50_root3": {"factor": 0.9, "adaptation": 0.5, "up_root": 3},
     "f90_a50_root4": {"factor": 0.9, "adaptation": 0.5, "up_root": 4},
+    # The shipped default: slowup3 in the controller itself (GreedyLR's increase_every=3); the
+    # same decisions as the wrapper, so the same figures.
+    "f90_a50_every3": {"factor": 0.9, "adaptation": 0.5, "increase_every": 3},
 }
 
 
@@ -161,7 +165,9 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
     def build(params: Any, ctx: registry.BuildContext) -> registry.TrainingHooks:
         from learnlr.torch.greedy import GreedyLR
 
-        kw = dict(kwargs)
+        # Candidates state every setting they change; the rest is the pre-sweep rule (every
+        # increase taken), so a candidate's meaning does not move with the shipped defaults.
+        kw = {"increase_every": 1, **kwargs}
         warmup = round(kw.pop("warmup_frac", 0.0) * ctx.budget_steps)
         if "thr_per_stable" in kw:
             stable = ctx.budget_steps - warmup - round(0.2 * ctx.budget_steps)

@@ -28,6 +28,21 @@ def test_decrease_after_patience_plus_one_non_improvements():
     assert c.lrs == [0.25]
 
 
+def test_increase_every_takes_every_nth_increase_decision_and_resumes_mid_count():
+    c = make(patience=0, increase_every=3)
+    assert [c.update(v) for v in (6.0, 5.0, 4.0)] == [HOLD, HOLD, INCREASE]
+    assert c.lrs == [2.0]
+    assert c.update(3.0) == HOLD
+    state = json.loads(json.dumps(c.state_dict()))
+    resumed = make(patience=0, increase_every=3)
+    resumed.load_state_dict(state)
+    for ctrl in (c, resumed):
+        assert [ctrl.update(v) for v in (2.0, 1.0)] == [HOLD, INCREASE]
+        assert ctrl.lrs == [4.0]
+        # A descent does not wait: decreases stay one per patience + 1 bad calls.
+        assert ctrl.update(9.0) == DECREASE
+
+
 def test_compares_with_running_best_not_previous_value():
     c = make(patience=0)
     c.update(1.0)  # best = 1.0 -> increase (patience 0)
@@ -154,6 +169,8 @@ def test_state_dict_is_json_and_resumes_exactly():
         ({"threshold": -1e-3}, "threshold"),
         ({"threshold": float("nan")}, "threshold"),
         ({"window": 0}, "window"),
+        ({"increase_every": 0}, "increase_every"),
+        ({"increase_every": 1.5}, "increase_every"),
         ({"reset_after": 0}, "reset_after"),
         ({"mode": "minimum"}, "mode"),
         ({"threshold_mode": "relative"}, "threshold_mode"),

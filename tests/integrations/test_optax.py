@@ -35,6 +35,8 @@ CONFIGS = [
      "reset_after": 3, "keep_decreasing": 1},
     {"window": 4, "patience": 1, "factor": 0.6, "mode": "max", "keep_increasing": 2},
     {"window": 2, "patience": 0, "factor": 0.9, "keep_increasing": 4},  # long warmups hit by NaN spikes
+    {"window": 2, "patience": 1, "factor": 0.8, "increase_every": 3, "keep_increasing": 1,
+     "reset_after": 2},
 ]
 
 

@@ -94,17 +94,26 @@ def test_no_increase_inside_the_anneal_but_decreases_still_apply():
     assert sched.stable_lrs[0] < peak
 
 
-def test_budget_defaults_move_the_lr_10x_within_the_adaptation_fraction():
-    opt = _sgd((0.01,))
-    sched = GreedyLR(opt, total_steps=2000)
+def test_budget_defaults_lower_the_lr_10x_within_the_adaptation_fraction():
+    sched = GreedyLR(_sgd((0.1,)), total_steps=2000)
     stable_phase = 2000 - 400
     calls = 0
-    t = 0
-    while sched.stable_lrs[0] < 0.1 * (1 - 1e-9):
-        sched.step(1.0 / (1 + t))
-        t += 1
+    while sched.stable_lrs[0] > 0.01 * (1 + 1e-9) and calls < stable_phase:
+        sched.step(1.0)  # never better than the first value: a decrease every patience + 1 calls
         calls += 1
+    assert sched.stable_lrs[0] == pytest.approx(0.01)
     assert calls <= BUDGET_DEFAULTS["adaptation"] * stable_phase + 60  # + the window filling
+    assert sched.min_lrs == pytest.approx([0.01])
+
+
+def test_budget_defaults_climb_increase_every_times_slower_than_they_descend():
+    sched = GreedyLR(_sgd((0.01,)), total_steps=2000)
+    for t in range(2000 - 400):  # the stable phase, the loss improving on every call
+        sched.step(1.0 / (1 + t))
+    # 10x down takes `adaptation` of the stable phase, so the whole phase climbs
+    # 10 ** (1 / (adaptation * increase_every)).
+    expected = 10 ** (1 / (BUDGET_DEFAULTS["adaptation"] * BUDGET_DEFAULTS["increase_every"]))
+    assert sched.stable_lrs[0] / 0.01 == pytest.approx(expected, rel=0.15)
     assert sched.max_lrs == pytest.approx([0.1])
 
 

@@ -64,6 +64,7 @@ class GreedyLRState(NamedTuple):
     num_bad: jax.Array
     decreases_left: jax.Array
     increases_left: jax.Array
+    increase_votes: jax.Array
     min_attempts: jax.Array
     num_calls: jax.Array
     """Calls of ``update`` so far (= the index of the next update; warmup calls included)."""
@@ -91,6 +92,7 @@ def greedy_lr(
     mode: str = "min",
     factor: float | None = None,
     patience: int | None = None,
+    increase_every: int | None = None,
     threshold: float = 0.0,
     threshold_mode: str = "rel",
     keep_decreasing: int = 0,
@@ -123,7 +125,8 @@ def greedy_lr(
     """
     resolved = resolve(
         total_steps=total_steps, warmup_steps=warmup_steps, anneal_fraction=anneal_fraction,
-        factor=factor, patience=patience, window=window, adaptation=adaptation, mode=mode,
+        factor=factor, patience=patience, increase_every=increase_every, window=window,
+            adaptation=adaptation, mode=mode,
         threshold=threshold, threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
         keep_increasing=keep_increasing, reset_after=reset_after,
     )
@@ -146,7 +149,8 @@ def greedy_lr(
         return GreedyLRState(
             scale=jnp.ones((), ftype), best=jnp.full((), jnp.inf, ftype),
             last_value=jnp.full((), jnp.nan, ftype), num_good=zero, num_bad=zero,
-            decreases_left=zero, increases_left=zero, min_attempts=zero, num_calls=zero,
+            decreases_left=zero, increases_left=zero, increase_votes=zero, min_attempts=zero,
+            num_calls=zero,
             num_resets=zero, decision=zero, window=jnp.zeros((size,), ftype),
             window_pos=zero, window_count=zero,
         )
@@ -177,13 +181,18 @@ def greedy_lr(
         in_decreasing = state.decreases_left > 0
         in_increasing = ~in_decreasing & (increases_left > 0)
         free = ~in_decreasing & ~in_increasing
-        inc = (free & (num_good > config.patience)) | in_increasing
-        dec = (free & ~inc & (num_bad > config.patience)) | in_decreasing
+        # increase_every: a patience-triggered increase is a vote; every n-th vote is taken.
+        voted = free & (num_good > config.patience)
+        votes = jnp.where(voted, state.increase_votes + 1, state.increase_votes)
+        voted_in = voted & (votes >= config.increase_every)
+        votes = jnp.where(voted_in, 0, votes)
+        inc = voted_in | in_increasing
+        dec = (free & ~voted & (num_bad > config.patience)) | in_decreasing
         decreases_left = jnp.where(in_decreasing, state.decreases_left - 1,
                                   jnp.where(dec, config.keep_decreasing, state.decreases_left))
         increases_left = jnp.where(in_increasing, increases_left - 1, jnp.where(inc, config.keep_increasing, increases_left))
-        num_good = jnp.where(inc | dec, 0, num_good)
-        num_bad = jnp.where(inc | dec, 0, num_bad)
+        num_good = jnp.where(inc | voted | dec, 0, num_good)
+        num_bad = jnp.where(inc | voted | dec, 0, num_bad)
 
         if budget is not None and budget.anneal_steps > 0:
             # The torch class's gate: no increase for the update after this one if it anneals.
@@ -205,7 +214,8 @@ def greedy_lr(
 
         stepped = GreedyLRState(
             scale=scale, best=best, last_value=last_value, num_good=num_good, num_bad=num_bad,
-            decreases_left=decreases_left, increases_left=increases_left, min_attempts=min_attempts,
+            decreases_left=decreases_left, increases_left=increases_left,
+            increase_votes=votes, min_attempts=min_attempts,
             num_calls=state.num_calls + 1, num_resets=state.num_resets, decision=decision,
             window=buf, window_pos=pos, window_count=count,
         )

@@ -60,8 +60,8 @@ class GreedyLR(LRScheduler):
     **Pass ``total_steps``** (the number of optimizer steps in the run) for the budget-aware
     schedule: the LR is GreedyLR's decision times an envelope with an optional linear LR warmup
     (``warmup_steps``) and a final 1-sqrt anneal to ~0 over the last ``anneal_fraction`` of the
-    steps; the defaults then let GreedyLR move the LR 10x either way within half of the stable
-    phase (for a base LR 10x off). Without ``total_steps`` it is the purely reactive rule of the
+    steps; the defaults then let GreedyLR lower the LR 10x within half of the stable phase and
+    raise it at a third of that speed (for a base LR 10x off). Without ``total_steps`` it is the purely reactive rule of the
     paper (no anneal, LR within 0.1x-1x of the initial LR). :mod:`learnlr.control.schedule`
     documents both default sets and the phase rules; docs/greedylr.md has the evidence.
 
@@ -80,6 +80,8 @@ class GreedyLR(LRScheduler):
         factor: multiplicative step in (0, 1). Default 0.95 (paper); 0.9 with a budget.
         patience: act after more than this many consecutive better / non-better calls. Default
             10 (paper); with a budget, derived from it (see ``adaptation``).
+        increase_every: take only every n-th increase decision (climbs need n times the
+            evidence of descents). Default 1 (paper); 3 with a budget.
         threshold: minimum improvement over the best value that counts (>= 0).
         threshold_mode: ``"rel"`` (fraction of ``abs(best)``) or ``"abs"`` (metric units).
         keep_decreasing: after a decrease, keep decreasing for this many more calls (the
@@ -131,6 +133,7 @@ class GreedyLR(LRScheduler):
         mode: str = "min",
         factor: float | None = None,
         patience: int | None = None,
+        increase_every: int | None = None,
         threshold: float = 0.0,
         threshold_mode: str = "rel",
         keep_decreasing: int = 0,
@@ -160,7 +163,8 @@ class GreedyLR(LRScheduler):
             raise TypeError(f"{type(optimizer).__name__} is not a torch.optim.Optimizer")
         resolved = resolve(
             total_steps=total_steps, warmup_steps=warmup_steps, anneal_fraction=anneal_fraction,
-            factor=factor, patience=patience, window=window, adaptation=adaptation, mode=mode,
+            factor=factor, patience=patience, increase_every=increase_every, window=window,
+            adaptation=adaptation, mode=mode,
             threshold=threshold, threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
             keep_increasing=keep_increasing, reset_after=reset_after,
         )
