@@ -20,7 +20,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from learnlr.bench.schedules import FIXED_SCHEDULES
+from learnlr.bench.schedules import FIXED_SCHEDULES, schedule_fingerprint
 from learnlr.bench.store import ExperimentStore
 from learnlr.bench.summary import (
     compare,
@@ -34,6 +34,14 @@ from learnlr.bench.summary import (
 RIVALS = ("wsd", "cosine", "linear", "constant", "greedy_reactive", "schedulefree")
 
 
+def _register_rl_schedules() -> None:
+    """``rl`` / ``rl_deep`` register themselves on import (needs the rl extra)."""
+    try:
+        import learnlr.rl.schedules  # noqa: F401
+    except ImportError:
+        pass
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
@@ -42,11 +50,15 @@ def main() -> None:
     ap.add_argument("--exclude", nargs="*", default=(),
                     help="schedules to leave out (e.g. ones a partial run did not finish)")
     args = ap.parse_args()
+    _register_rl_schedules()
     with ExperimentStore(args.folder / "runs.sqlite") as store:
+        # Only cells of today's code: a store also keeps the cells that older defaults (or an
+        # older policy) produced, under another fingerprint.
         cells = [{"config": c.config, "results": c.results}
                  for c in store.cells(purpose="main")
                  if (not args.workloads or c.config["workload"] in args.workloads)
-                 and c.config["schedule"] not in args.exclude]
+                 and c.config["schedule"] not in args.exclude
+                 and c.config.get("fingerprint", "") == schedule_fingerprint(c.config["schedule"])]
     subject = args.subject
     _, lr_free = schedule_kinds()
     tracks = split_tracks(cells, lr_free)

@@ -78,9 +78,15 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "f90_a50_root2": {"factor": 0.9, "adaptation": 0.5, "up_root": 2},
     "f90_a50_root3": {"factor": 0.9, "adaptation": 0.5, "up_root": 3},
     "f90_a50_root4": {"factor": 0.9, "adaptation": 0.5, "up_root": 4},
-    # The shipped default: slowup3 in the controller itself (GreedyLR's increase_every=3); the
-    # same decisions as the wrapper, so the same figures.
+    # increase_every in the controller itself (the same decisions as slowup-k's wrapper);
+    # every2 is the shipped default.
+    "f90_a50_every2": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2},
     "f90_a50_every3": {"factor": 0.9, "adaptation": 0.5, "increase_every": 3},
+    # A longer final anneal (small, overfitting workloads may prefer the long decays).
+    "f90_a50_every2_ann30": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                             "anneal_fraction": 0.3},
+    "f90_a50_every2_ann40": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                             "anneal_fraction": 0.4},
 }
 
 

@@ -132,6 +132,9 @@ def test_greedy_defaults_are_part_of_the_greedy_cells_hash(monkeypatch):
 
     before = {n: schedule_fingerprint(n) for n in ("greedy_step", "greedy_reactive", "cosine")}
     assert before["greedy_step"].startswith("greedy-defaults:") and before["cosine"] == ""
+    residual_before = schedule_fingerprint("rl_deep")  # the residual policy over greedy_step
     monkeypatch.setitem(defaults.BUDGET_DEFAULTS, "adaptation", 0.3)
     assert schedule_fingerprint("greedy_step") != before["greedy_step"]
     assert schedule_fingerprint("cosine") == ""
+    assert schedule_fingerprint("rl_deep") != residual_before
+    assert schedule_fingerprint("rl_deep").endswith(schedule_fingerprint("greedy_step"))

@@ -21,7 +21,7 @@ Semantics (see docs/greedylr.md for the comparison with the paper's Alg. 2 and t
   counts as a non-better call.
 * ``increase_every``: only every n-th increase decision is taken (the others hold, counters
   restart as after an increase): a climb needs n times the evidence of a descent. 1 (default)
-  is the paper's rule; the budget-aware defaults use 3 (docs/greedylr.md).
+  is the paper's rule; the budget-aware defaults use 2 (docs/greedylr.md).
 * ``reset_after``: after that many decreases attempted while every group already sat at its
   ``min_lr``, the learning rates return to their initial values and all state is cleared.
   An increase restarts that count.

@@ -74,6 +74,14 @@ def _pretrained(name: str) -> Callable[[Sequence[torch.nn.Parameter], BuildConte
     return build
 
 
+def _residual_fingerprint() -> str:
+    """The policy's digest and GreedyLR's defaults (its base): a change to either re-runs
+    ``rl_deep``'s cells."""
+    from learnlr.bench.schedules import schedule_fingerprint
+
+    return f"{policy_fingerprint('deep')()}+{schedule_fingerprint('greedy_step')}"
+
+
 # `rl`: the PPO policy trained on NMF only (a transfer test, not a tuned deep-net agent).
 # `rl_deep`: the residual policy over greedy_step, trained on the benchmark workloads
 # (learnlr.rl.residual_env; its leave-workloads-out figures are in its JSON).
@@ -87,7 +95,7 @@ register_schedule(ScheduleSpec(
     "rl_deep", "adaptive",
     "learnlr RLScheduler: PPO residual over greedy_step (a correction set after each "
     "evaluation), trained on the benchmark workloads",
-    _pretrained("deep"), requires=("safetensors",), fingerprint=policy_fingerprint("deep"),
+    _pretrained("deep"), requires=("safetensors",), fingerprint=_residual_fingerprint,
 ), after="rl")
 
 

@@ -61,8 +61,8 @@ class GreedyLR(LRScheduler):
     schedule: the LR is GreedyLR's decision times an envelope with an optional linear LR warmup
     (``warmup_steps``) and a final 1-sqrt anneal to ~0 over the last ``anneal_fraction`` of the
     steps; the defaults then let GreedyLR lower the LR 10x within half of the stable phase and
-    raise it at a third of that speed (for a base LR 10x off). Without ``total_steps`` it is the purely reactive rule of the
-    paper (no anneal, LR within 0.1x-1x of the initial LR). :mod:`learnlr.control.schedule`
+    raise it 10x within the whole of it (for a base LR 10x off). Without ``total_steps`` it is
+    the purely reactive rule of the paper (no anneal, LR within 0.1x-1x of the initial LR). :mod:`learnlr.control.schedule`
     documents both default sets and the phase rules; docs/greedylr.md has the evidence.
 
     Args:
@@ -81,7 +81,7 @@ class GreedyLR(LRScheduler):
         patience: act after more than this many consecutive better / non-better calls. Default
             10 (paper); with a budget, derived from it (see ``adaptation``).
         increase_every: take only every n-th increase decision (climbs need n times the
-            evidence of descents). Default 1 (paper); 3 with a budget.
+            evidence of descents). Default 1 (paper); 2 with a budget.
         threshold: minimum improvement over the best value that counts (>= 0).
         threshold_mode: ``"rel"`` (fraction of ``abs(best)``) or ``"abs"`` (metric units).
         keep_decreasing: after a decrease, keep decreasing for this many more calls (the
