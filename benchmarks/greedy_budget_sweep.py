@@ -87,6 +87,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                              "anneal_fraction": 0.3},
     "f90_a50_every2_ann40": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
                              "anneal_fraction": 0.4},
+    "f90_a50_every2_ratchet": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                               "ratchet": True},
 }
 
 
