@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from learnlr.bench import schedules as registry
+from learnlr.control.greedy import DECREASE, HOLD, INCREASE
 from learnlr.bench.runner import CellConfig, run_cell
 from learnlr.bench.store import ExperimentStore
 from learnlr.bench.summary import compare, ratio_to_best, seed_means, summarize_tracks
@@ -118,10 +119,10 @@ class _Brake:
     def __call__(self, value: float) -> int:
         decision = self.observe(value)
         c = self.controller
-        if (decision != -1 and c.best is not None and c.last_value is not None
+        if (decision != DECREASE and c.best is not None and c.last_value is not None
                 and c.last_value > c.best + self.margin * abs(c.best)):
             c.num_good = c.num_bad = 0
-            return -1
+            return DECREASE
         return decision
 
 
@@ -136,17 +137,17 @@ class _Asym:
 
     def observe_slow_up(self, value: float) -> int:
         decision = self.observe(value)
-        if decision == 1:
+        if decision == INCREASE:
             self.seen += 1
             if self.seen % self.up:
-                return 0
+                return HOLD
         return decision
 
     def apply_fast_down(self, decision: int, lrs: Any = None) -> int:
         taken = self.apply(decision, lrs)
-        if taken == -1:
+        if taken == DECREASE:
             for _ in range(self.down - 1):
-                self.apply(-1)
+                self.apply(DECREASE)
         return taken
 
 
@@ -159,9 +160,9 @@ class _UpRoot:
 
     def __call__(self, decision: int, lrs: Any = None) -> int:
         c = self.controller
-        if decision != 1:
+        if decision != INCREASE:
             return self.apply(decision, lrs)
-        f = c._factor
+        f = c._factor  # the controller has one factor for both directions; swap it for the call
         c._factor = f ** (1.0 / self.k)
         try:
             return self.apply(decision, lrs)

@@ -126,7 +126,7 @@ def greedy_lr(
     resolved = resolve(
         total_steps=total_steps, warmup_steps=warmup_steps, anneal_fraction=anneal_fraction,
         factor=factor, patience=patience, increase_every=increase_every, window=window,
-            adaptation=adaptation, mode=mode,
+        adaptation=adaptation, mode=mode,
         threshold=threshold, threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
         keep_increasing=keep_increasing, reset_after=reset_after,
     )

@@ -62,8 +62,9 @@ class GreedyLR(LRScheduler):
     (``warmup_steps``) and a final 1-sqrt anneal to ~0 over the last ``anneal_fraction`` of the
     steps; the defaults then let GreedyLR lower the LR 10x within half of the stable phase and
     raise it 10x within the whole of it (for a base LR 10x off). Without ``total_steps`` it is
-    the purely reactive rule of the paper (no anneal, LR within 0.1x-1x of the initial LR). :mod:`learnlr.control.schedule`
-    documents both default sets and the phase rules; docs/greedylr.md has the evidence.
+    the purely reactive rule of the paper (no anneal, LR within 0.1x-1x of the initial LR).
+    :mod:`learnlr.control.schedule` documents both default sets and the phase rules;
+    docs/greedylr.md has the evidence.
 
     Args:
         optimizer: the wrapped optimizer.
