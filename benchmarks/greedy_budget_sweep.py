@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from learnlr.bench import schedules as registry
-from learnlr.control.greedy import DECREASE, HOLD, INCREASE
 from learnlr.bench.runner import CellConfig, run_cell
 from learnlr.bench.store import ExperimentStore
 from learnlr.bench.summary import compare, ratio_to_best, seed_means, summarize_tracks
 from learnlr.bench.workloads import get_workload
+from learnlr.control.greedy import DECREASE, HOLD, INCREASE
 
 BASELINES = ("constant", "step", "linear", "cosine", "wsd")
 SCALES = (0.1, 1.0, 10.0)
