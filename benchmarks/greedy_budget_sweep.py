@@ -8,10 +8,11 @@ LR beside the fixed baselines (constant, step, linear, cosine, wsd), on *dev* se
 100, 101; the evaluation run uses seeds 0-2). Choose on ``--workloads`` (the dev half), then run
 the same command on the other half to check the choice on workloads it was not chosen on.
 
-Printed per candidate: for each LR track the median over (workload, optimizer) pairs of the
-seed-mean final val loss over the best schedule's (1.00 = as good as the best of the pair), the
-as-good-or-better rate (seed means, 1 % band) against wsd and cosine on the tuned track, the
-number of diverged runs, and the performance-profile area (final loss) over every track.
+Printed per candidate (a markdown row): for each LR track the median and geometric mean over
+(workload, optimizer) pairs of the seed-mean final val loss over the best schedule's (1.00 = as
+good as the best of the pair), the as-good-or-better rate (seed means, 1 % band) against wsd and
+cosine on the tuned track, the number of diverged runs, the performance-profile area (final
+loss) over every track, and "all", the geometric mean over the three tracks.
 
     OMP_NUM_THREADS=1 python benchmarks/greedy_budget_sweep.py --store bench-out/dev/runs.sqlite \\
         --workloads graph-nodes reviews-imbalanced char-lm digits-cnn --workers 2
@@ -22,6 +23,7 @@ Cells are stored (``--out``): re-running skips finished ones.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import statistics
 from collections import defaultdict
@@ -231,27 +233,39 @@ def plan(store_path: Path, workloads: list[str], seeds: list[int],
     return configs
 
 
+def _geomean(ratios: list[float]) -> float:
+    """Geometric mean, a non-finite ratio (only this schedule diverged) counted as 10x."""
+    capped = [min(r, 10.0) if math.isfinite(r) else 10.0 for r in ratios]
+    return math.exp(statistics.mean(math.log(r) for r in capped))
+
+
 def report(cells: list[dict[str, Any]], candidates: list[str]) -> None:
-    print(f"{'candidate':<18} {'x0.1':>6} {'x1':>6} {'x10':>6}   AGoB wsd  AGoB cos  "
-          f"div  area")
+    """One markdown row per candidate: per track the median and geometric mean of its ratio to
+    the best of the pair (five baselines and the candidate; both diverged counts as 1), the
+    tuned-track AGoB against wsd and cosine, diverged runs, the profile area, and "all" (the
+    geometric mean over the three tracks)."""
+    print("| candidate | x0.1 med / gm | x1 med / gm | x10 med / gm | AGoB wsd / cosine | div | "
+          "area | all (gm) |")
+    print("|---|---|---|---|---|---|---|---|")
     for c in candidates:
         name = f"cand_{c}"
         mine = [x for x in cells if x["config"]["schedule"] in (*BASELINES, name)]
-        tracks = summarize_tracks(mine, subject=name)
-        row = []
+        row, every = [], []
         for key in ("0.1", "1", "10"):
             means = seed_means([x for x in mine if f"{x['config']['lr_scale']:g}" == key])
-            row.append(statistics.median(ratio_to_best(means, name)))
+            ratios = ratio_to_best(means, name)
+            every += ratios
+            row.append(f"{statistics.median(ratios):.3f} / {_geomean(ratios):.3f}")
         tuned = seed_means([x for x in mine if x["config"]["lr_scale"] == 1.0])
-        agob = {}
+        agob = []
         for rival in ("wsd", "cosine"):
             out = [compare(m[name], m[rival], "rel_1pct") for m in tuned.values()]
-            agob[rival] = sum(o >= 0 for o in out) / len(out)
+            agob.append(f"{sum(o >= 0 for o in out) / len(out):.0%}")
         div = sum(1 for x in mine if x["config"]["schedule"] == name
                   and x["results"]["status"] != "ok")
-        area = tracks["profile_area_all_tracks"][name]
-        print(f"{c:<18} {row[0]:6.3f} {row[1]:6.3f} {row[2]:6.3f}   {agob['wsd']:8.0%}  "
-              f"{agob['cosine']:8.0%}  {div:3d}  {area:.3f}")
+        area = summarize_tracks(mine, subject=name)["profile_area_all_tracks"][name]
+        print(f"| {c} | {row[0]} | {row[1]} | {row[2]} | {' / '.join(agob)} | {div} | "
+              f"{area:.3f} | {_geomean(every):.3f} |")
     base_means: dict[str, list[float]] = defaultdict(list)
     for key in ("0.1", "1", "10"):
         means = seed_means([x for x in cells if f"{x['config']['lr_scale']:g}" == key
@@ -259,7 +273,7 @@ def report(cells: list[dict[str, Any]], candidates: list[str]) -> None:
         for b in BASELINES:
             base_means[b].append(statistics.median(ratio_to_best(means, b)))
     for b, r in base_means.items():
-        print(f"{b:<18} {r[0]:6.3f} {r[1]:6.3f} {r[2]:6.3f}   (among baselines only)")
+        print(f"{b:<18} {r[0]:6.3f} {r[1]:6.3f} {r[2]:6.3f}   (median, among baselines only)")
 
 
 def main() -> None:
