@@ -92,6 +92,10 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                              "anneal_fraction": 0.4},
     "f90_a50_every2_ratchet": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
                                "ratchet": True},
+    # Rate test: a climb (every 2nd vote) is taken only if the smoothed loss fell at least as
+    # fast since the last climb as it did over the period before it (raising the LR must speed
+    # the loss up; a too-small LR does, a tuned one mostly does not).
+    "f90_a50_every2_rate": {"factor": 0.9, "adaptation": 0.5, "rate_test": 2},
 }
 
 
@@ -153,6 +157,41 @@ class _Asym:
         return taken
 
 
+class _RateTest:
+    """Wraps observe(): every ``votes``-th INCREASE is a climb candidate, taken only if the
+    smoothed loss fell at least as fast (per call) since the last climb as over the period
+    before it. A DECREASE restarts the comparison."""
+
+    def __init__(self, controller: Any, votes: int) -> None:
+        self.controller, self.observe, self.votes = controller, controller.observe, votes
+        self.seen = self.calls = 0
+        self.anchor: tuple[int, float] | None = None
+        self.prev_rate: float | None = None
+        controller.observe = self
+
+    def __call__(self, value: float) -> int:
+        decision = self.observe(value)
+        self.calls += 1
+        s = self.controller.last_value
+        if s is None:
+            return decision
+        if self.anchor is None:
+            self.anchor = (self.calls, s)
+        if decision == DECREASE:
+            self.anchor, self.prev_rate = (self.calls, s), None
+            return decision
+        if decision != INCREASE:
+            return decision
+        self.seen += 1
+        if self.seen % self.votes:
+            return HOLD
+        t0, s0 = self.anchor
+        rate = (s0 - s) / max(1, self.calls - t0)
+        take = self.prev_rate is None or rate >= self.prev_rate
+        self.anchor, self.prev_rate = (self.calls, s), rate
+        return INCREASE if take else HOLD
+
+
 class _UpRoot:
     """Wraps apply(): an INCREASE multiplies by (1 / factor) ** (1 / k) instead of 1 / factor."""
 
@@ -188,7 +227,7 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 kw[bound] = kw.pop(key) * ctx.base_lr
         ratchet = kw.pop("ratchet", False)
         brake, asym = kw.pop("brake", None), kw.pop("asym", False)
-        up_root = kw.pop("up_root", None)
+        up_root, rate_test = kw.pop("up_root", None), kw.pop("rate_test", None)
         opt = registry.make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
         sched = GreedyLR(opt, total_steps=ctx.budget_steps, warmup_steps=warmup, **kw)
         if ratchet:
@@ -197,6 +236,8 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
             _Asym(sched.controller, *((2, 2) if asym is True else asym))
         if up_root is not None:
             _UpRoot(sched.controller, up_root)
+        if rate_test is not None:
+            _RateTest(sched.controller, rate_test)
         if brake is not None:
             _Brake(sched.controller, brake)
         return registry.TrainingHooks(opt, sched, step_on="step_loss")
