@@ -196,3 +196,39 @@ def test_store_refuses_files_it_does_not_recognise(tmp_path):
     with pytest.raises(StoreError, match="no such store"):
         ExperimentStore(tmp_path / "missing.sqlite", readonly=True)
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+def _locked_for(calls: int):
+    """sqlite3.connect that answers "database is locked" for the first ``calls`` calls, as SQLite
+    does (without its busy handler) when another process is creating the same store."""
+    real = sqlite3.connect
+    seen = {"n": 0}
+
+    def connect(*args, **kwargs):
+        seen["n"] += 1
+        if seen["n"] <= calls:
+            raise sqlite3.OperationalError("database is locked")
+        return real(*args, **kwargs)
+
+    return connect, seen
+
+
+def test_opening_a_store_locked_by_another_process_retries(tmp_path, monkeypatch):
+    import learnlr.bench.store as store_module
+
+    connect, seen = _locked_for(2)
+    monkeypatch.setattr(store_module.sqlite3, "connect", connect)
+    with ExperimentStore(tmp_path / "runs.sqlite") as store:
+        store.write_cell(_result("constant", 0, 0.5), suite="tiny", purpose="main")
+        assert len(store.cells()) == 1
+    assert seen["n"] == 3
+
+
+def test_a_store_locked_past_the_patience_is_a_store_error(tmp_path, monkeypatch):
+    import learnlr.bench.store as store_module
+
+    connect, _ = _locked_for(10**6)
+    monkeypatch.setattr(store_module.sqlite3, "connect", connect)
+    monkeypatch.setattr(store_module, "OPEN_PATIENCE_S", 0.3)
+    with pytest.raises(StoreError, match="database is locked"):
+        ExperimentStore(tmp_path / "runs.sqlite")

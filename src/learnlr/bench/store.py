@@ -152,6 +152,10 @@ class Trajectory:
     evals: list[dict[str, Any]] = field(default_factory=list)
 
 
+OPEN_PATIENCE_S = 60.0
+"""How long opening a store retries while another process holds it locked."""
+
+
 class ExperimentStore:
     """SQLite-backed store of finished cells; safe to reopen, resume and read concurrently."""
 
@@ -164,6 +168,20 @@ class ExperimentStore:
             raise StoreError(f"{self.path}: {exc} (the file was left as it was)") from exc
 
     def _open(self) -> sqlite3.Connection:
+        """:meth:`_open_once`, retried while the store is locked by a process opening it at the
+        same moment: creating the tables and switching to WAL can return SQLITE_BUSY without
+        SQLite's busy handler (seen with two ``learnlr bench`` processes started together on a
+        loaded machine); the other process is done within moments."""
+        deadline = time.monotonic() + OPEN_PATIENCE_S
+        while True:
+            try:
+                return self._open_once()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _open_once(self) -> sqlite3.Connection:
         _check_is_sqlite(self.path)
         if self.readonly:
             if not self.path.is_file():
@@ -179,13 +197,17 @@ class ExperimentStore:
                              f"({exc.strerror})") from exc
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a cell is one transaction.
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
-        # Read the schema before anything writes: a corrupt file fails here, untouched.
-        _check_tables(self.path, conn)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process kills
-        conn.executescript(_SCHEMA)
-        self._conn = conn
-        self._migrate_nullable_lr()
+        try:
+            # Read the schema before anything writes: a corrupt file fails here, untouched.
+            _check_tables(self.path, conn)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process kills
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+            self._migrate_nullable_lr()
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _migrate_nullable_lr(self) -> None:
