@@ -34,14 +34,6 @@ from learnlr.bench.summary import (
 RIVALS = ("wsd", "cosine", "linear", "constant", "greedy_reactive", "schedulefree")
 
 
-def _register_rl_schedules() -> None:
-    """``rl`` / ``rl_deep`` register themselves on import (needs the rl extra)."""
-    try:
-        import learnlr.rl.schedules  # noqa: F401
-    except ImportError:
-        pass
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
@@ -50,7 +42,6 @@ def main() -> None:
     ap.add_argument("--exclude", nargs="*", default=(),
                     help="schedules to leave out (e.g. ones a partial run did not finish)")
     args = ap.parse_args()
-    _register_rl_schedules()
     with ExperimentStore(args.folder / "runs.sqlite") as store:
         # Only cells of today's code: a store also keeps the cells that older defaults (or an
         # older policy) produced, under another fingerprint.

@@ -231,6 +231,7 @@ class GreedyController:
         self.config = config
         self._factor = float(config.factor)
         self._patience = config.patience
+        self._increase_every = config.increase_every
         self._sign = 1.0 if config.mode == "min" else -1.0
         self._rel = config.threshold_mode == "rel"
         self._threshold = float(config.threshold)
@@ -281,7 +282,7 @@ class GreedyController:
         if self.num_good > self._patience:
             self.num_good = 0
             self.increase_votes += 1
-            if self.increase_votes < self.config.increase_every:
+            if self.increase_votes < self._increase_every:
                 return HOLD  # a vote for a climb, not yet enough evidence
             self.increase_votes = 0
             self.increases_left = self.config.keep_increasing

@@ -23,6 +23,7 @@ from learnlr.bench.schedules import (
     TrainingHooks,
     make_optimizer,
     register_schedule,
+    schedule_fingerprint,
 )
 from learnlr.nmf.schedules import NMFSchedule, register_nmf_schedule
 
@@ -77,8 +78,6 @@ def _pretrained(name: str) -> Callable[[Sequence[torch.nn.Parameter], BuildConte
 def _residual_fingerprint() -> str:
     """The policy's digest and GreedyLR's defaults (its base): a change to either re-runs
     ``rl_deep``'s cells."""
-    from learnlr.bench.schedules import schedule_fingerprint
-
     return f"{policy_fingerprint('deep')()}+{schedule_fingerprint('greedy_step')}"
 
 
