@@ -91,6 +91,28 @@ def test_tensor_learning_rates_are_updated_in_place():
     assert float(lr_tensor) == pytest.approx(0.01 / 0.95)
 
 
+def test_tensor_learning_rates_follow_the_budget_envelope_in_place():
+    # Warmup and anneal write the LR on every call; a tensor LR must be filled in place there
+    # and end where a float-LR twin on the same losses ends.
+    def build(lr):
+        opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+        return opt, GreedyLR(opt, total_steps=40, warmup_steps=4, window=1)
+
+    opt_t, sched_t = build(torch.tensor(0.01))
+    opt_f, sched_f = build(0.01)
+    lr_tensor = opt_t.param_groups[0]["lr"]
+    seen = []
+    for i in range(45):
+        loss = 1.0 / (1 + i) + 0.1 * (i % 3)
+        sched_t.step(loss)
+        sched_f.step(loss)
+        assert opt_t.param_groups[0]["lr"] is lr_tensor
+        assert float(lr_tensor) == pytest.approx(opt_f.param_groups[0]["lr"], rel=1e-6)
+        seen.append(float(lr_tensor))
+    assert seen[0] < seen[4]  # warmup raised it
+    assert seen[-1] < 1e-2 * max(seen)  # the anneal brought it near 0 (8 anneal steps)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [

@@ -260,7 +260,10 @@ class GreedyController:
                 value = self._window.push(value)
             self.last_value = value if self._sign > 0 else -value
             if value < self._bar:
-                self._set_best(value)
+                # _set_best(value), inline: this runs on most calls of an improving run.
+                self._best = value
+                self._bar = value - self._threshold * abs(value) if self._rel else (
+                    value - self._threshold)
                 self.num_good += 1
                 self.num_bad = 0
             else:

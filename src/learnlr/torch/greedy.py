@@ -265,24 +265,25 @@ class GreedyLR(LRScheduler):
         every call. The same rules as _decide + _write_lrs (a test checks they agree)."""
         t = self.last_epoch  # the next update's step; ``value`` is the loss of update t - 1
         controller = self.controller
-        if t > self._warmup_steps:
+        if t > self._warmup_steps:  # here: the anneal (the stable phase never comes here)
             decision = controller.observe(value)
             # control.schedule.gate: no increase for an update inside the anneal.
             if decision != HOLD and (decision != INCREASE or t < self._anneal_start):
                 controller.apply(decision)
-        if t < self._warmup_steps:
-            scale = self._envelope_warmup[t]
-        elif t >= self._anneal_start:
             scale = self._envelope_anneal[min(t, self._last_step) - self._anneal_start]
+        elif t < self._warmup_steps:
+            scale = self._envelope_warmup[t]
         else:
             scale = 1.0  # t == warmup_steps: the first update at the full LR
-        lrs = [lr * scale for lr in controller.lrs]
-        for group, lr in zip(self.optimizer.param_groups, lrs):
-            if type(group["lr"]) is float:
-                group["lr"] = lr
-            else:
-                self._set_group_lrs(lrs)
+        # One pass: scale, write (plain float LRs, the common case) and collect for _last_lr.
+        lrs = []
+        for group, lr in zip(self.optimizer.param_groups, controller.lrs):
+            lr *= scale
+            if type(group["lr"]) is not float:
+                self._set_group_lrs([x * scale for x in controller.lrs])
                 return
+            group["lr"] = lr
+            lrs.append(lr)
         self._last_lr = lrs
 
     def _in_initial_step(self) -> bool:
