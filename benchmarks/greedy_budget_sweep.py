@@ -96,6 +96,27 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # fast since the last climb as it did over the period before it (raising the LR must speed
     # the loss up; a too-small LR does, a tuned one mostly does not).
     "f90_a50_every2_rate": {"factor": 0.9, "adaptation": 0.5, "rate_test": 2},
+    # Spike guard: a run whose last 5 raw losses average above best + half of the progress
+    # made so far (first loss - best smoothed loss) has lost half its progress in a few steps,
+    # the signature of an LR past the edge of stability (x10 with SGD): halve the LR at once.
+    "f90_a50_every2_spike": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                             "spike": (5, 0.5, 0.5)},
+    # The same, but the mean must also be twice the best: with no progress yet (a loss that
+    # sits at its first value, x0.1) the first guard fired on noise.
+    "f90_a50_every2_spike2": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                              "spike": (5, 0.5, 0.5, 1.0)},
+    # Instead: the guard protects only real progress (the best smoothed loss at least 20 %
+    # below the first loss), so a loss still at its first value never triggers it.
+    "f90_a50_every2_spike3": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                              "spike": (5, 0.5, 0.5, 0.0, 0.2)},
+    # Or a small relative floor (10 % above the best): noise around a loss that has not moved
+    # (x0.1's first plateau, +-0.5 %) stays below it; the x10 spikes (2-10x) do not.
+    "f90_a50_every2_spike4": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                              "spike": (5, 0.5, 0.5, 0.1)},
+    # And above the noise: the 5-value mean must also exceed best + 3 sigma / sqrt(5), sigma
+    # the spread of the raw values in the smoothing window (early, noisy losses fired spike4).
+    "f90_a50_every2_spike5": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                              "spike": (5, 0.5, 0.5, 0.1, 0.0, 3.0)},
 }
 
 
@@ -192,6 +213,57 @@ class _RateTest:
         return INCREASE if take else HOLD
 
 
+class _SpikeGuard:
+    """Wraps observe(): when the mean of the last ``short`` raw values exceeds
+    ``best + max(lost * (first - best), rel * |best|)`` (best: the best smoothed value), the
+    LRs are multiplied by
+    ``cut`` at once (a DECREASE taken as one big step), the climb votes are dropped, and the
+    guard waits ``short`` new values before it can fire again."""
+
+    def __init__(self, controller: Any, short: int, lost: float, cut: float,
+                 rel: float = 0.0, min_progress: float = 0.0, z: float = 0.0) -> None:
+        self.controller, self.observe = controller, controller.observe
+        self.short, self.lost, self.cut, self.rel = short, lost, cut, rel
+        self.min_progress, self.z = min_progress, z
+        self.raw: list[float] = []  # the last `window` raw values, for the noise estimate
+        self.recent: list[float] = []
+        self.first: float | None = None
+        controller.observe = self
+
+    def __call__(self, value: float) -> int:
+        decision = self.observe(value)
+        c = self.controller
+        if not math.isfinite(value) or c.best is None:
+            return decision
+        if self.first is None:
+            self.first = value
+        self.recent = (self.recent + [value])[-self.short:]
+        if self.z:
+            window = c._window.size if c._window is not None else self.short
+            self.raw = (self.raw + [value])[-window:]
+        if len(self.recent) < self.short:
+            return decision
+        if c.best > (1.0 - self.min_progress) * self.first:
+            return decision  # no real progress to protect yet
+        bar = c.best + max(self.lost * (self.first - c.best), self.rel * abs(c.best))
+        if self.z and len(self.raw) > 1:
+            bar = max(bar, c.best + self.z * statistics.stdev(self.raw) / math.sqrt(self.short))
+        if sum(self.recent) / self.short <= bar:
+            return decision
+        self.recent = []
+        c.num_good = c.num_bad = c.increase_votes = 0
+        c.increases_left = 0
+        # Returned as a DECREASE (so the scheduler writes the LRs now), pre-scaled so that
+        # the two together multiply the LRs by ``cut``; min_lr clamps as usual.
+        f = c._factor
+        c._factor = self.cut / f
+        try:
+            c.apply(DECREASE)
+        finally:
+            c._factor = f
+        return DECREASE
+
+
 class _UpRoot:
     """Wraps apply(): an INCREASE multiplies by (1 / factor) ** (1 / k) instead of 1 / factor."""
 
@@ -228,6 +300,7 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
         ratchet = kw.pop("ratchet", False)
         brake, asym = kw.pop("brake", None), kw.pop("asym", False)
         up_root, rate_test = kw.pop("up_root", None), kw.pop("rate_test", None)
+        spike = kw.pop("spike", None)
         opt = registry.make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
         sched = GreedyLR(opt, total_steps=ctx.budget_steps, warmup_steps=warmup, **kw)
         if ratchet:
@@ -240,6 +313,8 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
             _RateTest(sched.controller, rate_test)
         if brake is not None:
             _Brake(sched.controller, brake)
+        if spike is not None:
+            _SpikeGuard(sched.controller, *spike)
         return registry.TrainingHooks(opt, sched, step_on="step_loss")
 
     return build
