@@ -35,7 +35,7 @@ from learnlr.nmf.solver import solve
 from learnlr.rl.evaluation import compare_on_instance, held_out_instances
 from learnlr.rl.nmf_residual import (
     InstanceMeasure,
-    ResidualTrainConfig,
+    NMFResidualTrainConfig,
     base_schedule,
     choose_base,
     measure_instance,
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--policy was trained over {policy.config.training.get('base')!r}, "
                              f"the base chosen here is {base!r}")
     else:
-        config = ResidualTrainConfig(timesteps=args.timesteps, seed=args.seed,
+        config = NMFResidualTrainConfig(timesteps=args.timesteps, seed=args.seed,
                                      budget_steps=args.budget, max_correction=args.max_correction,
                                      learning_rate=args.learning_rate,
                                      log_std_init=args.log_std_init)

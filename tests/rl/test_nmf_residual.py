@@ -206,7 +206,7 @@ def test_shipped_residual_policy_loads_and_records_its_base_and_command():
 def test_ppo_trains_and_exports_a_residual_policy(instance):
     pytest.importorskip("stable_baselines3")
     from learnlr.rl.nmf_residual import (
-        ResidualTrainConfig,
+        NMFResidualTrainConfig,
         make_residual_ppo,
         train_residual_policy,
     )
@@ -214,7 +214,7 @@ def test_ppo_trains_and_exports_a_residual_policy(instance):
     plain = _solve(instance, base_schedule(BASE, BUDGET))
     target = plain.losses[BUDGET // 2]
     pool = [(instance, _measure(instance, target, plain.steps_to(target), plain.losses[-1]))]
-    config = ResidualTrainConfig(timesteps=64, n_envs=1, n_steps=32, batch_size=32, n_epochs=1,
+    config = NMFResidualTrainConfig(timesteps=64, n_envs=1, n_steps=32, batch_size=32, n_epochs=1,
                                  budget_steps=BUDGET, hidden_sizes=[8])
     untrained = make_residual_ppo(config, pool, BASE)  # starts at the base: mean action 0
     obs = np.zeros((1, len(FEATURE_SETS[KIND])), dtype=np.float32)

@@ -138,6 +138,24 @@ def test_training_config_rejects_an_unknown_reward():
         TrainConfig(reward="accuracy")
 
 
+@pytest.mark.parametrize("trainer", ["direct", "nmf_residual", "greedy_residual"])
+@pytest.mark.parametrize(("field", "value"), [
+    ("n_steps", 0), ("batch_size", True), ("timesteps", 2.5), ("gamma", 0.0),
+    ("learning_rate", -1e-3),
+])
+def test_every_trainer_validates_ppo_settings_the_same_way(trainer, field, value):
+    # One definition (PPOSettings) behind the three trainers' configs.
+    from learnlr.rl.nmf_residual import NMFResidualTrainConfig
+    from learnlr.rl.residual_training import ResidualTrainConfig
+    from learnlr.rl.training import PPOSettings
+
+    build = {"direct": TrainConfig, "nmf_residual": NMFResidualTrainConfig,
+             "greedy_residual": lambda **kw: ResidualTrainConfig(workloads=["digits-cnn"], **kw)}
+    assert isinstance(build[trainer](), PPOSettings)
+    with pytest.raises(ValueError, match=field):
+        build[trainer](**{field: value})
+
+
 def test_best_store_trajectories_reads_the_benchmark_store(tmp_path):
     from learnlr.bench.runner import CellConfig, CellResult
     from learnlr.bench.store import ExperimentStore

@@ -55,6 +55,7 @@ from learnlr.rl.evaluation import handmade_schedules, run_schedule
 from learnlr.rl.features import FEATURE_SETS, OBS_LIMIT, ObservationBuilder
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
 from learnlr.rl.scheduler import grad_norm_of
+from learnlr.rl.training import PPOSettings, check_positive_int
 
 __all__ = [
     "KIND",
@@ -62,7 +63,7 @@ __all__ = [
     "InstanceMeasure",
     "NMFResidualEnv",
     "ResidualScheduler",
-    "ResidualTrainConfig",
+    "NMFResidualTrainConfig",
     "base_schedule",
     "choose_base",
     "measure_instance",
@@ -464,19 +465,15 @@ class NMFResidualEnv(LRControlBase):
 
 
 # -- PPO -----------------------------------------------------------------------------------------
-@dataclass
-class ResidualTrainConfig:
-    """PPO and environment settings of a residual policy."""
+@dataclass(kw_only=True)
+class NMFResidualTrainConfig(PPOSettings):
+    """PPO and environment settings of a residual policy over an NMF base schedule (PPO's
+    settings from :class:`~learnlr.rl.training.PPOSettings`, with this trainer's defaults)."""
 
     timesteps: int = 40_000
-    seed: int = 0
-    n_envs: int = 4
-    hidden_sizes: list[int] = field(default_factory=lambda: [32, 32])
     learning_rate: float = 1e-3
     """PPO's Adam LR (1e-3 beat 3e-4 on validation instances; see docs/rl.md)."""
     n_steps: int = 256
-    batch_size: int = 256
-    n_epochs: int = 10
     gamma: float = 1.0
     log_std_init: float = -0.5
     """Initial exploration std exp(-0.5) ~ 0.6 in ``a``, around the base's mean action 0."""
@@ -487,18 +484,14 @@ class ResidualTrainConfig:
     """See :class:`NMFResidualEnv`."""
 
     def __post_init__(self) -> None:
-        for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "budget_steps",
-                     "steps_per_action"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        super().__post_init__()
+        for name in ("budget_steps", "steps_per_action"):
+            check_positive_int(name, getattr(self, name))
         if not (1.0 < self.max_correction <= 100.0):
             raise ValueError(f"max_correction must be in (1, 100], got {self.max_correction}")
-        if not (0 < self.gamma <= 1):
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
 
 
-def make_residual_ppo(config: ResidualTrainConfig,
+def make_residual_ppo(config: NMFResidualTrainConfig,
                       pool: Sequence[tuple[NMFInstance, InstanceMeasure]], base: str) -> Any:
     """An SB3 PPO model on ``n_envs`` seeded copies of :class:`NMFResidualEnv`.
 
@@ -521,7 +514,7 @@ def make_residual_ppo(config: ResidualTrainConfig,
     return model
 
 
-def train_residual_policy(config: ResidualTrainConfig,
+def train_residual_policy(config: NMFResidualTrainConfig,
                           pool: Sequence[tuple[NMFInstance, InstanceMeasure]], base: str, *,
                           training: dict[str, Any] | None = None) -> PolicyNetwork:
     """Train with PPO and export the actor (``kind="nmf_residual"``; provenance in ``training``)."""

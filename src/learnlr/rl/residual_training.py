@@ -26,13 +26,15 @@ import torch
 
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
 from learnlr.rl.residual_env import BASE_SCHEDULE, ResidualEpisode
+from learnlr.rl.training import PPOSettings, check_positive_int
 
 __all__ = ["ResidualTrainConfig", "base_episodes", "clone_targets", "train_residual"]
 
 
-@dataclass
-class ResidualTrainConfig:
-    """What a residual policy is trained on, and PPO's settings."""
+@dataclass(kw_only=True)
+class ResidualTrainConfig(PPOSettings):
+    """What a residual policy over GreedyLR is trained on, and PPO's settings (from
+    :class:`~learnlr.rl.training.PPOSettings`, with this trainer's defaults)."""
 
     workloads: list[str]
     """Benchmark workloads whose cells are the episodes (the training fold)."""
@@ -46,16 +48,12 @@ class ResidualTrainConfig:
     """Budgets, evaluation interval and base-LR protocol of this suite."""
     timesteps: int = 4096
     """PPO decisions in total (an episode has one per evaluation, 10-20)."""
-    seed: int = 0
     n_envs: int = 2
     n_steps: int = 64
     batch_size: int = 64
-    n_epochs: int = 10
     gamma: float = 1.0
     """The reward comes at the end only: undiscounted."""
-    learning_rate: float = 3e-4
     log_std_init: float = -1.0
-    hidden_sizes: list[int] = field(default_factory=lambda: [32, 32])
     max_log_change: float = math.log(4.0)
     """The correction is at most 4x (the shipped ``deep`` policy's setting)."""
     divergence_penalty: float = 2.0
@@ -64,18 +62,14 @@ class ResidualTrainConfig:
     on top of its climb diverged runs in the leave-workloads-out study, docs/rl.md)."""
 
     def __post_init__(self) -> None:
-        for name in ("timesteps", "seeds", "n_envs", "n_steps", "batch_size", "n_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        super().__post_init__()
+        check_positive_int("seeds", self.seeds)
         if not self.workloads:
             raise ValueError("workloads must name at least one benchmark workload")
         if any(not (s > 0 and math.isfinite(s)) for s in self.lr_scales) or not self.lr_scales:
             raise ValueError(f"lr_scales must be finite values > 0, got {self.lr_scales}")
         if not (0 < self.max_log_change <= 5):
             raise ValueError(f"max_log_change must be in (0, 5], got {self.max_log_change}")
-        if not (0 < self.gamma <= 1):
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
 
     def policy_config(self, training: dict[str, Any] | None = None) -> PolicyConfig:
         from learnlr.rl.features import GREEDY_RESIDUAL_FEATURE_NAMES

@@ -19,19 +19,22 @@ from torch import nn
 from learnlr.rl.env import REWARDS, make_env
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
 
-__all__ = ["TrainConfig", "load_actor_into_sb3", "make_ppo", "ppo_model", "train_policy"]
+__all__ = ["PPOSettings", "TrainConfig", "load_actor_into_sb3", "make_ppo", "ppo_model",
+           "train_policy"]
 
 
-@dataclass
-class TrainConfig:
-    """PPO and environment settings; every field becomes a ``learnlr rl train`` option."""
+@dataclass(kw_only=True)
+class PPOSettings:
+    """PPO's settings, the one definition every trainer's config extends (the direct policy,
+    the NMF residual, the GreedyLR residual); each sets its own defaults. :func:`ppo_model`
+    builds PPO from them."""
 
     timesteps: int = 100_000
     """Total environment steps (decisions) of PPO training."""
     seed: int = 0
-    """Seeds PPO, the policy initialization and the training instance stream."""
+    """Seeds PPO, the policy initialization and the training episode stream."""
     n_envs: int = 4
-    """Parallel environments (in-process DummyVecEnv)."""
+    """Parallel environments (SB3 vectorised envs)."""
     hidden_sizes: list[int] = field(default_factory=lambda: [32, 32])
     """Actor and critic hidden layer widths."""
     learning_rate: float = 3e-4
@@ -46,6 +49,27 @@ class TrainConfig:
     """Discount factor."""
     log_std_init: float = -0.5
     """Initial log standard deviation of the Gaussian action."""
+
+    def __post_init__(self) -> None:
+        for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs"):
+            check_positive_int(name, getattr(self, name))
+        if not (0 < self.gamma <= 1):
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if not (self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """A ValueError naming ``name`` unless ``value`` is an integer >= 1 (bools are not)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(kw_only=True)
+class TrainConfig(PPOSettings):
+    """PPO and environment settings of a directly learned LR policy; every field becomes a
+    ``learnlr rl train`` option."""
+
     budget_steps: int = 400
     """SGD steps per episode."""
     steps_per_action: int = 10
@@ -72,15 +96,9 @@ class TrainConfig:
     or ``"area_final"`` (their sum); see :class:`learnlr.rl.env.LRControlEnv`."""
 
     def __post_init__(self) -> None:
-        for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "budget_steps",
-                     "steps_per_action"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (0 < self.gamma <= 1):
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
-        if not (self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        super().__post_init__()
+        for name in ("budget_steps", "steps_per_action"):
+            check_positive_int(name, getattr(self, name))
         if not self.workloads or ("nmf" in self.workloads and len(self.workloads) > 1):
             raise ValueError("workloads must be ['nmf'] or benchmark workload names (not mixed), "
                              f"got {self.workloads}")
@@ -146,7 +164,7 @@ def make_ppo(config: TrainConfig) -> Any:
     return ppo_model(vec_env, config)
 
 
-def ppo_model(vec_env: Any, config: Any, **ppo_kwargs: Any) -> Any:
+def ppo_model(vec_env: Any, config: PPOSettings, **ppo_kwargs: Any) -> Any:
     """SB3 PPO with the project's actor/critic (``config.hidden_sizes`` tanh MLPs, Gaussian
     action with ``config.log_std_init``) and ``config``'s PPO settings, on the CPU: the one PPO
     construction of every trainer (direct, NMF residual, GreedyLR residual)."""
