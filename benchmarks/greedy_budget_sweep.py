@@ -222,10 +222,11 @@ class _RateTest:
 
 class _SpikeGuard:
     """Wraps observe(): when the mean of the last ``short`` raw values exceeds
-    ``best + max(lost * (first - best), rel * |best|)`` (best: the best smoothed value), the
-    LRs are multiplied by
-    ``cut`` at once (a DECREASE taken as one big step), the climb votes are dropped, and the
-    guard waits ``short`` new values before it can fire again."""
+    ``best + max(lost * (first - best), rel * |best|, z * sigma / sqrt(short))`` (best: the
+    best smoothed value; sigma: the spread of the raw values in the smoothing window), the LRs
+    are multiplied by ``cut`` at once (a DECREASE taken as one big step), the climb votes are
+    dropped, and the guard waits ``short`` new values before it can fire again. With
+    ``min_progress``, it only fires once the best is that fraction below the first value."""
 
     def __init__(self, controller: Any, short: int, lost: float, cut: float,
                  rel: float = 0.0, min_progress: float = 0.0, z: float = 0.0) -> None:
