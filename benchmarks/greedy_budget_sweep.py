@@ -26,7 +26,7 @@ import argparse
 import math
 import multiprocessing
 import statistics
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ from learnlr.bench.runner import CellConfig, run_cell
 from learnlr.bench.store import ExperimentStore
 from learnlr.bench.summary import compare, ratio_to_best, seed_means, summarize_tracks
 from learnlr.bench.workloads import get_workload
+from learnlr.control.budget import Budget
 from learnlr.control.greedy import DECREASE, HOLD, INCREASE
+from learnlr.control.schedule import resolve
 
 BASELINES = ("constant", "step", "linear", "cosine", "wsd")
 SCALES = (0.1, 1.0, 10.0)
@@ -233,8 +235,9 @@ class _SpikeGuard:
         self.controller, self.observe = controller, controller.observe
         self.short, self.lost, self.cut, self.rel = short, lost, cut, rel
         self.min_progress, self.z = min_progress, z
-        self.raw: list[float] = []  # the last `window` raw values, for the noise estimate
-        self.recent: list[float] = []
+        window = controller._window.size if controller._window is not None else short
+        self.raw: deque[float] = deque(maxlen=window)  # raw values, for the noise estimate
+        self.recent: deque[float] = deque(maxlen=short)
         self.first: float | None = None
         controller.observe = self
 
@@ -245,10 +248,9 @@ class _SpikeGuard:
             return decision
         if self.first is None:
             self.first = value
-        self.recent = (self.recent + [value])[-self.short:]
+        self.recent.append(value)
         if self.z:
-            window = c._window.size if c._window is not None else self.short
-            self.raw = (self.raw + [value])[-window:]
+            self.raw.append(value)
         if len(self.recent) < self.short:
             return decision
         if c.best > (1.0 - self.min_progress) * self.first:
@@ -258,7 +260,7 @@ class _SpikeGuard:
             bar = max(bar, c.best + self.z * statistics.stdev(self.raw) / math.sqrt(self.short))
         if sum(self.recent) / self.short <= bar:
             return decision
-        self.recent = []
+        self.recent.clear()
         c.num_good = c.num_bad = c.increase_votes = 0
         c.increases_left = 0
         # Returned as a DECREASE (so the scheduler writes the LRs now), pre-scaled so that
@@ -300,8 +302,8 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
         kw = {"increase_every": 1, **kwargs}
         warmup = round(kw.pop("warmup_frac", 0.0) * ctx.budget_steps)
         if "thr_per_stable" in kw:
-            stable = ctx.budget_steps - warmup - round(0.2 * ctx.budget_steps)
-            kw["threshold"] = kw.pop("thr_per_stable") / stable
+            budget = Budget.from_fraction(ctx.budget_steps, warmup)
+            kw["threshold"] = kw.pop("thr_per_stable") / (budget.anneal_start - warmup)
         for key, bound in (("min_ratio", "min_lr"), ("max_ratio", "max_lr")):
             if key in kw:
                 kw[bound] = kw.pop(key) * ctx.base_lr
@@ -311,10 +313,10 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
         spike = kw.pop("spike", None)
         cap = kw.pop("down_patience_cap", None)
         if cap is not None:
-            from learnlr.control.schedule import patience_for
-
-            stable = ctx.budget_steps - warmup - round(0.2 * ctx.budget_steps)
-            budget_patience = patience_for(stable, kw["factor"], kw.pop("adaptation"))
+            # The patience GreedyLR would derive from this budget (control.schedule.resolve).
+            budget_patience = resolve(total_steps=ctx.budget_steps, warmup_steps=warmup,
+                                      factor=kw["factor"],
+                                      adaptation=kw.pop("adaptation")).config.patience
             kw["patience"] = min(budget_patience, cap)
             kw["increase_every"] = max(kw["increase_every"], round(
                 kw["increase_every"] * (budget_patience + 1) / (kw["patience"] + 1)))
