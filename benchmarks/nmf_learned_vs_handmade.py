@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from learnlr.rl.evaluation import compare_on_instance, held_out_instances, summarize
+from learnlr.rl.evaluation import compare_on_instance, held_out_instances, summarize_instances
 from learnlr.rl.plots import plot_instance, plot_ratio_histogram
 from learnlr.rl.policy import load_policy
 from learnlr.rl.scheduler import PRETRAINED, pretrained_path
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = [compare_on_instance(inst, policy, budget=args.budget, tolerance=args.tolerance)
                for inst in track(held_out_instances(args.instances), description="instances")]
-    summary = summarize(results)
+    summary = summarize_instances(results)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["policy"] = str(path)
     summary["budget"] = args.budget

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from learnlr.rl.cloning import behaviour_clone, best_handmade_trajectories
-from learnlr.rl.evaluation import compare_on_instance, held_out_instances, summarize
+from learnlr.rl.evaluation import compare_on_instance, held_out_instances, summarize_instances
 from learnlr.rl.policy import save_policy
 from learnlr.rl.training import TrainConfig, train_policy
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         save_policy(policy, args.out / slugs[name])
         results = [compare_on_instance(inst, policy, budget=config.budget_steps)
                    for inst in instances]
-        summary = summarize(results)
+        summary = summarize_instances(results)
         steps = [r.steps["rl"] for r in results]
         report[name] = summary
         table.add_row(name, f"{np.median(steps):.0f}", f"{np.mean(steps):.1f}",

@@ -16,7 +16,7 @@ from learnlr.rl.evaluation import (
     held_out_instances,
     oracle_steps,
     run_schedule,
-    summarize,
+    summarize_instances,
 )
 from learnlr.rl.policy import export_sb3_policy
 from learnlr.rl.training import TrainConfig, load_actor_into_sb3, make_ppo, train_policy
@@ -114,7 +114,7 @@ def test_compare_on_instance_measures_steps_to_target():
         if reached <= 80:
             assert run.losses[reached] <= result.target
             assert all(v > result.target for v in run.losses[:reached])
-    summary = summarize([result])
+    summary = summarize_instances([result])
     assert summary["instances"] == 1 and summary["divergences"]["step"] == 0
 
 

@@ -202,7 +202,7 @@ def _store_base_lrs(store_path: Path, workloads: list[str],
 def _eval(args: argparse.Namespace) -> int:
     from rich.progress import track
 
-    from learnlr.rl.evaluation import compare_on_instance, held_out_instances, summarize
+    from learnlr.rl.evaluation import compare_on_instance, held_out_instances, summarize_instances
     from learnlr.rl.policy import load_policy
     from learnlr.rl.scheduler import PRETRAINED, pretrained_path
 
@@ -215,7 +215,7 @@ def _eval(args: argparse.Namespace) -> int:
     instances = held_out_instances(args.instances)
     results = [compare_on_instance(inst, policy, budget=args.budget)
                for inst in track(instances, description="held-out instances")]
-    summary = summarize(results)
+    summary = summarize_instances(results)
     _print_summary(summary, args.budget)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ __all__ = [
     "oracle_steps",
     "run_schedule",
     "compare_on_instance",
-    "summarize",
+    "summarize_instances",
 ]
 
 HELD_OUT_SEED_OFFSET = 1_000_000
@@ -151,7 +151,7 @@ def compare_on_instance(
     return result
 
 
-def summarize(results: list[InstanceResult], ratio_goal: float = 0.7) -> dict[str, Any]:
+def summarize_instances(results: list[InstanceResult], ratio_goal: float = 0.7) -> dict[str, Any]:
     """Medians of steps-to-target, the learned/best-step ratio and the goal's win rate."""
     families = sorted({f for r in results for f in r.steps})
     out: dict[str, Any] = {"instances": len(results), "median_steps": {}, "divergences": {}}
