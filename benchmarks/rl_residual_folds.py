@@ -186,7 +186,9 @@ def oracle(args: argparse.Namespace) -> dict[str, Any]:
             chosen.append({"config": {**c.config, "schedule": "oracle"}, "results": c.results})
     summary = summarize_tracks(chosen + [{"config": c.config, "results": c.results}
                                          for c in rivals], "oracle")
-    summary["divergences"] = 0
+    summary["divergences"] = sum(c["results"].get("status") != "ok" for c in chosen)
+    summary["base_divergences"] = sum(c.results.get("status") != "ok" for c in rivals
+                                      if c.config["schedule"] == "greedy_step")
     summary["eval_workloads"] = list(workloads)
     return summary
 
