@@ -142,3 +142,17 @@ def test_tune_mode_is_checked_at_the_boundary(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--suite", "tiny", "--tune", "nope", "--out", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_a_selection_on_a_fuller_store_says_how_to_rebuild_the_whole_report(tmp_path, capsys):
+    out = tmp_path / "toy"
+    base = ["bench", "--suite", "tiny", "--plugin", TOY_PLUGIN, "--workloads", "toy-logreg",
+            "--optimizers", "sgd", "--seeds", "1", "--workers", "1", "--out", str(out)]
+    assert main([*base, "--schedules", "constant", "cosine"]) == 0
+    assert "learnlr report" not in capsys.readouterr().out  # the report covers the whole store
+    assert main([*base, "--schedules", "cosine"]) == 0
+    printed = capsys.readouterr().out
+    assert "the report covers this run's 3 cells" in printed and "holds 6" in printed
+    assert json.loads((out / "summary.json").read_text())["cells"] == 3
+    assert main(["report", str(out), "--plugin", TOY_PLUGIN]) == 0
+    assert json.loads((out / "summary.json").read_text())["cells"] == 6

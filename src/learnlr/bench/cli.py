@@ -296,7 +296,20 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"{plan.computed} cells computed here, {plan.by_others} by other processes "
               "sharing this folder")
     print(f"report: {request.out_dir / REPORT_FILENAME}")
+    _hint_partial_report(request.out_dir, len(plan.main_hashes))
     return 0
+
+
+def _hint_partial_report(out_dir: Path, reported: int) -> None:
+    """Say so when the store holds more main cells than this run's report covers (a run with
+    --schedules / --workloads on an existing folder rewrites the report for its selection)."""
+    from learnlr.bench.store import ExperimentStore
+
+    with ExperimentStore(out_dir / STORE_FILENAME, readonly=True) as store:
+        stored = store.count_cells("main")
+    if stored > reported:
+        print(f"the report covers this run's {reported} cells; {out_dir / STORE_FILENAME} holds "
+              f"{stored}: `learnlr report {out_dir}` rebuilds it from all of them")
 
 
 @_one_line_errors
