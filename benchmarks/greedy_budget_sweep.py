@@ -145,6 +145,17 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # margins are a round choice, not tuned.
     "f90_a50_every2_vote": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
                             "window_div": 10, "vote": (0.85, 0.15)},
+    # A fixed number of decisions per run: the controller sees one value per block of
+    # total_steps // 20 steps, the block's mean training loss, with the per-evaluation
+    # settings (no smoothing, patience 2, factor 0.8, every 2nd climb). This is
+    # greedy_eval_budget's controller and clock (the bench evaluates every budget / 20 steps)
+    # fed the training loss instead of the validation loss: it separates what the coarse,
+    # budget-invariant clock does from what the validation signal does.
+    "block20": {"factor": 0.8, "patience": 2, "window": 1, "increase_every": 2, "blocks": 20},
+    # Its reference: the same controller and clock on the validation loss (the bench's
+    # greedy_eval_budget, with its settings stated here).
+    "eval20": {"factor": 0.8, "patience": 2, "window": 1, "increase_every": 2,
+               "on_eval": True},
 }
 
 
@@ -326,6 +337,27 @@ class _BlockVote:
         return HOLD
 
 
+class _BlockMean:
+    """Wraps observe(): the controller sees the mean of each block of ``block`` values (a
+    non-finite value at once); between block ends it holds."""
+
+    def __init__(self, controller: Any, block: int) -> None:
+        self.controller, self.observe, self.block = controller, controller.observe, block
+        self.total, self.count = 0.0, 0
+        controller.observe = self
+
+    def __call__(self, value: float) -> int:
+        if not math.isfinite(value):
+            self.total, self.count = 0.0, 0
+            return self.observe(value)
+        self.total += value
+        self.count += 1
+        if self.count < self.block:
+            return HOLD
+        mean, self.total, self.count = self.total / self.count, 0.0, 0
+        return self.observe(mean)
+
+
 class _UpRoot:
     """Wraps apply(): an INCREASE multiplies by (1 / factor) ** (1 / k) instead of 1 / factor."""
 
@@ -352,6 +384,12 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
         # Candidates state every setting they change; the rest is the pre-sweep rule (every
         # increase taken), so a candidate's meaning does not move with the shipped defaults.
         kw = {"increase_every": 1, **kwargs}
+        if kw.pop("on_eval", False):
+            from learnlr.integrations._clock import ClockedGreedyLR
+
+            opt = registry.make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
+            sched = ClockedGreedyLR(opt, total_steps=ctx.budget_steps, **kw)
+            return registry.TrainingHooks(opt, sched, step_on="step_then_eval")
         warmup = round(kw.pop("warmup_frac", 0.0) * ctx.budget_steps)
         if "thr_per_stable" in kw:
             budget = Budget.from_fraction(ctx.budget_steps, warmup)
@@ -365,6 +403,7 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
         spike = kw.pop("spike", None)
         cap = kw.pop("down_patience_cap", None)
         vote = kw.pop("vote", None)
+        blocks = kw.pop("blocks", None)
         if "window_div" in kw:
             budget = Budget.from_fraction(ctx.budget_steps, warmup)
             kw["window"] = max(1, (budget.anneal_start - warmup) // kw.pop("window_div"))
@@ -394,6 +433,8 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
             _RateTest(sched.controller, rate_test)
         if vote is not None:
             _BlockVote(sched.controller, block_patience + 1, votes, *vote)
+        if blocks is not None:
+            _BlockMean(sched.controller, max(1, ctx.budget_steps // blocks))
         if brake is not None:
             _Brake(sched.controller, brake)
         if spike is not None:
