@@ -86,13 +86,11 @@ WORKLOADS = {ToyLogReg.name: ToyLogReg}
 
 
 class SlowToyLogReg(ToyLogReg):
-    """The same problem with a longer budget, so a benchmark run lasts long enough to kill: the
-    Ctrl-C test signals after 3 stored cells and needs the other 6 still to run (at 1500 steps
-    a busy machine finished them, and the interpreter's exit, before the signal landed)."""
+    """The same problem with a longer budget, so a benchmark run lasts long enough to kill."""
 
     name = "toy-logreg-slow"
-    budget_steps = {"tiny": 4500, "quick": 4500, "full": 4500}
-    eval_every = {"tiny": 900, "quick": 900, "full": 900}
+    budget_steps = {"tiny": 1500, "quick": 1500, "full": 1500}
+    eval_every = {"tiny": 300, "quick": 300, "full": 300}
 
 
 WORKLOADS[SlowToyLogReg.name] = SlowToyLogReg

@@ -30,10 +30,17 @@ SLOW = ["bench", "--suite", "tiny", "--plugin", TOY_PLUGIN, "--workloads", "toy-
 N_MAIN = 3 * 3  # three schedules x three LR tracks x one seed
 
 
+def _interactive_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored (nohup, `cmd &`), children inherit
+    # that, and Python then installs no KeyboardInterrupt handler: a test run launched that
+    # way would see the bench ignore the signal. A terminal's foreground job has it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _bench(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "learnlr.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_interactive_sigint)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
