@@ -23,7 +23,6 @@ import argparse
 import math
 import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 
 from learnlr.bench.schedules import schedule_fingerprint
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore
-from learnlr.bench.summary import compare
+from learnlr.bench.summary import compare, seed_means
 from learnlr.rl.schedules import policy_digest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,21 +77,23 @@ def finals(store: ExperimentStore, schedule: str, fingerprint: str | None = None
             if c.config["schedule"] == schedule and c.config.get("fingerprint", "") == fingerprint}
 
 
-def seed_mean(losses: dict[Key, float]) -> dict[tuple[str, str, float], float]:
-    groups: dict[tuple[str, str, float], list[float]] = defaultdict(list)
-    for (w, o, t, _), v in losses.items():
-        groups[(w, o, t)].append(v)
-    return {k: statistics.mean(v) for k, v in groups.items()}
-
-
 def judge(name: str, picked: dict[Key, float], rivals: dict[str, dict[Key, float]]) -> None:
-    mine = seed_mean(picked)
+    """Per track: the share of pairs (seed means, 1 % band) where ``picked`` is as good or
+    better than each rival on the same cells."""
+    def cell(key: Key, schedule: str, loss: float) -> dict[str, Any]:
+        w, o, _, seed = key
+        return {"config": {"workload": w, "optimizer": o, "seed": seed, "schedule": schedule},
+                "results": {"final_val_loss": loss}}
+
     for track in (0.1, 1.0, 10.0):
+        keys = [k for k in picked if k[2] == track]
+        cells = [cell(k, name, picked[k]) for k in keys]
+        cells += [cell(k, rival, losses[k]) for rival, losses in rivals.items()
+                  for k in keys if k in losses]
+        means = seed_means(cells)
         parts = []
-        for rival, losses in rivals.items():
-            theirs = seed_mean({k: v for k, v in losses.items() if k in picked})
-            out = [compare(m, theirs[p], "rel_1pct") for p, m in mine.items()
-                   if p[2] == track and p in theirs]
+        for rival in rivals:
+            out = [compare(m[name], m[rival], "rel_1pct") for m in means.values() if rival in m]
             parts.append(f"{rival} {sum(o >= 0 for o in out) / len(out):4.0%}")
         print(f"  {name:<22} x{track:<4g} as good or better than " + ", ".join(parts))
 

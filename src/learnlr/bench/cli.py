@@ -27,7 +27,7 @@ from learnlr.bench.benchmark import (
 )
 from learnlr.bench.records import CellConfig
 from learnlr.bench.schedules import OPTIMIZERS, SCHEDULES, expand_schedule_names
-from learnlr.bench.store import STORE_FILENAME, StoreError
+from learnlr.bench.store import STORE_FILENAME, ExperimentStore, StoreError
 from learnlr.bench.suites import SUITES
 from learnlr.bench.workloads import load_workloads
 from learnlr.cli_args import positive_int
@@ -303,8 +303,6 @@ def _bench(args: argparse.Namespace) -> int:
 def _hint_partial_report(out_dir: Path, reported: int) -> None:
     """Say so when the store holds more main cells than this run's report covers (a run with
     --schedules / --workloads on an existing folder rewrites the report for its selection)."""
-    from learnlr.bench.store import ExperimentStore
-
     with ExperimentStore(out_dir / STORE_FILENAME, readonly=True) as store:
         stored = store.count_cells("main")
     if stored > reported:
