@@ -156,6 +156,34 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # greedy_eval_budget, with its settings stated here).
     "eval20": {"factor": 0.8, "patience": 2, "window": 1, "increase_every": 2,
                "on_eval": True},
+    # eval20 with descents on every evaluation that does not set a new best validation loss
+    # (patience 0) and climbs on every 6th one that does (the same evidence per climb as
+    # eval20's 3 in a row, twice): eval20 lost x10 because a 10x descent took 30 of its 20
+    # evaluations.
+    "eval20_down0": {"factor": 0.8, "patience": 0, "window": 1, "increase_every": 6,
+                     "on_eval": True},
+    # eval20_down0 with a per-step brake on the training loss: eval20_down0's one divergence
+    # (elec-forecast/SGD at x10, seed 101) came between two evaluations, after the training loss
+    # had swung 3-4x above its best for 200 steps. The brake: once the smoothed training loss
+    # (the default's window for the budget) is above twice its best, one descent, then none for
+    # a window's worth of calls. Twice the best is instability, not noise; the margin is a round
+    # choice, not tuned.
+    "eval20_down0_brake": {"factor": 0.8, "patience": 0, "window": 1, "increase_every": 6,
+                           "on_eval": True, "train_brake": 1.0},
+    # Undo a descent that did not pay off. A descent at call t is checked P calls later (P: the
+    # budget-derived patience + 1, the shortest time to the next decision): the mean raw loss
+    # over calls [t, t + P) is compared with the linear extrapolation of the two blocks of P
+    # calls before t (block means a, b: predicted b - (a - b)). Worse than predicted: the LR goes
+    # back up by 1 / factor and the next 1, 2, 4, ... descent decisions are skipped (exponential
+    # backoff: descents that do not help get rarer). The intervention is the probe: a too-large
+    # LR (x10) drops the loss after a descent, a too-small one (x0.1) slows it, while the loss
+    # trend alone cannot tell them apart. (A first version checked the block [t + P, t + 2P) and
+    # never finished a check on long budgets: the next descent, P calls later, replaced it.)
+    "f90_a50_every2_undoP": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                             "undo": "down"},
+    # The same check on climbs too: a climb that did not speed the loss up is taken back.
+    "f90_a50_every2_undoP2": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                              "undo": "both"},
 }
 
 
@@ -377,6 +405,97 @@ class _UpRoot:
             c._factor = f
 
 
+class _UndoMoves:
+    """Wraps observe(): checks each descent (and, with ``climbs``, each climb) and reverts it if
+    it did not pay off (the ``undo`` candidates). The check ends before a decision of the same
+    call is handled; a move made without 2P finite values of history is not checked; a
+    non-finite value during the check keeps the move."""
+
+    def __init__(self, controller: Any, block: int, climbs: bool = False) -> None:
+        self.controller, self.observe, self.block = controller, controller.observe, block
+        self.history: deque[float] = deque(maxlen=2 * block)
+        # (the move checked, b, rate a - b, the values after the move)
+        self.pending: tuple[int, float, float, list[float]] | None = None
+        self.checked = (DECREASE, INCREASE) if climbs else (DECREASE,)
+        self.skip = {DECREASE: 0, INCREASE: 0}
+        self.backoff = {DECREASE: 1, INCREASE: 1}
+        controller.observe = self
+
+    def _check(self, value: float) -> int | None:
+        """The revert of the pending move if its check ends now and fails, else None."""
+        if self.pending is None:
+            return None
+        move, b, rate, after = self.pending
+        after.append(value)
+        if len(after) < self.block:
+            return None
+        self.pending = None
+        if statistics.fmean(after) <= b - rate:
+            return None
+        self.skip[move], self.backoff[move] = self.backoff[move], 2 * self.backoff[move]
+        c = self.controller
+        c.num_good = c.num_bad = c.increase_votes = 0
+        return INCREASE if move == DECREASE else DECREASE
+
+    def __call__(self, value: float) -> int:
+        decision = self.observe(value)
+        p = self.block
+        if not math.isfinite(value):
+            self.pending = None
+            return decision
+        revert = self._check(value)
+        self.history.append(value)
+        if revert is not None:
+            return revert
+        if decision in self.checked:
+            if self.skip[decision]:
+                self.skip[decision] -= 1
+                return HOLD
+            if len(self.history) == 2 * p:
+                h = list(self.history)
+                a, b = statistics.fmean(h[:p]), statistics.fmean(h[p:])
+                self.pending = (decision, b, a - b, [])
+            else:
+                self.pending = None
+        return decision
+
+
+def _braked_clocked(optimizer: Any, margin: float, **kwargs: Any) -> Any:
+    """A ClockedGreedyLR (decisions on the validation loss, decide()) whose step(train_loss)
+    also runs the brake of the ``train_brake`` candidate; step() without a loss is a tick."""
+    from learnlr.control.schedule import window_for
+    from learnlr.control.smoothing import RollingMean
+    from learnlr.integrations._clock import ClockedGreedyLR
+
+    class BrakedClockedGreedyLR(ClockedGreedyLR):
+        def step(self, metric: Any = None) -> None:  # type: ignore[override]
+            if metric is None or self._in_initial_step():
+                super().step(metric)
+                return
+            self.tick()
+            value = float(metric)
+            if not math.isfinite(value):
+                return
+            smoothed = self.train_mean.push(value)
+            self.train_calls += 1
+            if self.train_calls < self.train_mean.size:
+                return  # the window is filling: a running mean, not yet comparable
+            if self.refractory:
+                self.refractory -= 1
+            if self.train_best is None or smoothed < self.train_best:
+                self.train_best = smoothed
+            elif not self.refractory and smoothed > (1.0 + margin) * self.train_best:
+                self.controller.apply(DECREASE)
+                self._write_lrs()
+                self.refractory = self.train_mean.size
+
+    sched = BrakedClockedGreedyLR(optimizer, **kwargs)
+    budget = sched.budget
+    sched.train_mean = RollingMean(window_for(budget.anneal_start - budget.warmup_steps, 50))
+    sched.train_calls, sched.train_best, sched.refractory = 0, None, 0
+    return sched
+
+
 def _builder(kwargs: dict[str, Any]) -> registry.Builder:
     def build(params: Any, ctx: registry.BuildContext) -> registry.TrainingHooks:
         from learnlr.torch.greedy import GreedyLR
@@ -388,6 +507,10 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
             from learnlr.integrations._clock import ClockedGreedyLR
 
             opt = registry.make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
+            if "train_brake" in kw:
+                sched = _braked_clocked(opt, kw.pop("train_brake"), total_steps=ctx.budget_steps,
+                                        **kw)
+                return registry.TrainingHooks(opt, sched, step_on="step_loss_then_eval")
             sched = ClockedGreedyLR(opt, total_steps=ctx.budget_steps, **kw)
             return registry.TrainingHooks(opt, sched, step_on="step_then_eval")
         warmup = round(kw.pop("warmup_frac", 0.0) * ctx.budget_steps)
@@ -404,6 +527,7 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
         cap = kw.pop("down_patience_cap", None)
         vote = kw.pop("vote", None)
         blocks = kw.pop("blocks", None)
+        undo = kw.pop("undo", False)
         if "window_div" in kw:
             budget = Budget.from_fraction(ctx.budget_steps, warmup)
             kw["window"] = max(1, (budget.anneal_start - warmup) // kw.pop("window_div"))
@@ -433,6 +557,9 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
             _RateTest(sched.controller, rate_test)
         if vote is not None:
             _BlockVote(sched.controller, block_patience + 1, votes, *vote)
+        if undo:
+            _UndoMoves(sched.controller, sched.controller.config.patience + 1,
+                         climbs=undo == "both")
         if blocks is not None:
             _BlockMean(sched.controller, max(1, ctx.budget_steps // blocks))
         if brake is not None:
