@@ -9,10 +9,11 @@ torch scheduler is imported the first time ``learnlr.GreedyLR`` is used.
 from learnlr._lazy import lazy_names
 
 __version__ = "0.1.0"
-__all__ = ["GreedyConfig", "GreedyController", "GreedyLR", "__version__"]
+__all__ = ["EvalGreedyLR", "GreedyConfig", "GreedyController", "GreedyLR", "__version__"]
 
 __getattr__, __dir__ = lazy_names(__name__, {
     "GreedyConfig": "learnlr.control.greedy",
     "GreedyController": "learnlr.control.greedy",
     "GreedyLR": "learnlr.torch.greedy",
+    "EvalGreedyLR": "learnlr.torch.clocked",
 })

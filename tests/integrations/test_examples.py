@@ -23,6 +23,13 @@ def test_plain_torch_example(sync_every):
     assert len(set(lrs)) > 1
 
 
+def test_plain_torch_eval_example():
+    lrs, val_loss = load("plain_torch_eval").main(seed=0, epochs=3)
+    assert len(lrs) == 3 * math.ceil((1797 - 1797 // 5) / 64)
+    assert lrs[-1] < 0.1 * 1e-3  # the final anneal
+    assert val_loss < math.log(10)  # it learned something
+
+
 def test_optax_example():
     acc, factor = load("optax_greedy").main(seed=0, steps=120)
     assert acc > 0.9 and factor != 1.0

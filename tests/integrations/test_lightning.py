@@ -6,7 +6,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from learnlr import GreedyLR
-from learnlr.control.greedy import PER_EVAL
+from learnlr.control.schedule import BUDGET_PER_EVAL
 from learnlr.integrations.lightning import GreedyLRDriver, LightningGreedyLR, lr_scheduler_config
 
 BATCHES_PER_EPOCH = 6
@@ -134,8 +134,12 @@ def test_epoch_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
     t.fit(model, regression_loader(0), regression_loader(1))
     sched = greedy_of(t)
     config = sched.controller.config
-    assert (config.window, config.patience, config.factor) == (
-        PER_EVAL["window"], PER_EVAL["patience"], PER_EVAL["factor"])
+    assert (config.window, config.patience, config.factor, config.increase_every) == (
+        BUDGET_PER_EVAL["window"], BUDGET_PER_EVAL["patience"], BUDGET_PER_EVAL["factor"],
+        BUDGET_PER_EVAL["increase_every"])
+    # The training losses training_step returned reached the brake (its last 50).
+    assert sched.brake is not None
+    assert sched.brake._mean.values() == pytest.approx(model.train_losses[-50:], rel=1e-6)
     # The envelope's clock is the optimizer step; the decisions follow the epochs.
     assert sched.last_epoch == sched.budget.total_steps == t.global_step == 4 * BATCHES_PER_EPOCH
     assert sched.controller.num_calls == 4

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
-from learnlr.control.greedy import PER_EVAL
+from learnlr.control.schedule import BUDGET_PER_EVAL
 from learnlr.integrations.transformers import GreedyLRCallback, TrainerGreedyLR, use_greedy_lr
 
 VOCAB, SEQ = 64, 16
@@ -192,13 +192,19 @@ def test_eval_mode_steps_once_per_evaluation_on_metric_for_best_model(tmp_path):
 
 
 def test_eval_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
-    trainer, _ = build(tmp_path, {"on": "eval"}, max_steps=10, warmup_steps=2,
-                       eval_strategy="steps", eval_steps=2, metric_for_best_model="loss")
+    trainer, rec = build(tmp_path, {"on": "eval"}, max_steps=10, warmup_steps=2,
+                         eval_strategy="steps", eval_steps=2, metric_for_best_model="loss")
     trainer.train()
     sched = trainer.lr_scheduler
     config = sched.controller.config
-    assert (config.window, config.patience, config.factor) == (
-        PER_EVAL["window"], PER_EVAL["patience"], PER_EVAL["factor"])
+    assert (config.window, config.patience, config.factor, config.increase_every) == (
+        BUDGET_PER_EVAL["window"], BUDGET_PER_EVAL["patience"], BUDGET_PER_EVAL["factor"],
+        BUDGET_PER_EVAL["increase_every"])
+    # The brake saw the mean training loss of each of the 8 updates after the warmup.
+    micro = rec.micro_losses
+    per_step = [(micro[2 * i] + micro[2 * i + 1]) / 2 for i in range(10)]
+    assert sched.brake is not None
+    assert sched.brake._mean.values() == pytest.approx(per_step[2:], rel=1e-5)
     # The envelope follows the 10 optimizer steps; decisions follow the evaluations after the
     # warmup (after steps 4, 6, 8, 10; the one after step 2 judges a warmup update).
     assert sched.last_epoch == sched.budget.total_steps == 10

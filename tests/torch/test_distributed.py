@@ -65,6 +65,25 @@ def run_ddp_training(rank: int, reduce) -> list[float]:
     return lrs
 
 
+def brake_losses(rank: int) -> list[float]:
+    """Rank 0's training loss falls throughout; rank 1's triples from step 70 on: only the mean
+    over ranks (and rank 1 alone) is unstable."""
+    return [1.0 / (1 + 0.05 * t) if rank == 0 or t < 70 else 3.0 for t in range(STEPS + 100)]
+
+
+def run_brake(rank: int, reduce) -> list[float]:
+    """The per-evaluation mode's brake (ClockedGreedyLR.tick(train_loss)) under DDP."""
+    from learnlr.torch.clocked import ClockedGreedyLR
+
+    sched = ClockedGreedyLR(one_param_optimizer(), total_steps=STEPS + 100, brake=1.0,
+                            reduce=reduce, patience=0, window=1, factor=0.8)
+    lrs = []
+    for v in brake_losses(rank):
+        sched.tick(v)
+        lrs.append(sched.stable_lrs[0])
+    return lrs
+
+
 def worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)  # two workers on a 2-core box
     dist.init_process_group(
@@ -76,6 +95,8 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
         result["mean_sync4_tensor"] = run_sequence(rank, "mean", sync_every=4, as_tensor=True)
         result["ddp_mean"] = run_ddp_training(rank, "mean")
         result["ddp_none"] = run_ddp_training(rank, None)
+        result["brake_mean"] = run_brake(rank, "mean")
+        result["brake_none"] = run_brake(rank, None)
     finally:
         dist.destroy_process_group()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
@@ -141,6 +162,15 @@ def test_real_ddp_training_keeps_ranks_in_step_only_with_reduction(ranks):
     none0, none1 = ranks[0]["ddp_none"], ranks[1]["ddp_none"]
     assert none0 != none1
     assert all(math.isfinite(v) for v in mean0 + none0 + none1)
+
+
+
+def test_the_brake_takes_the_same_descents_on_every_rank_only_with_reduction(ranks):
+    mean0, mean1 = ranks[0]["brake_mean"], ranks[1]["brake_mean"]
+    assert mean0 == mean1
+    assert mean0[-1] < 0.1  # the mean loss doubled: the brake fired on both ranks
+    none0, none1 = ranks[0]["brake_none"], ranks[1]["brake_none"]
+    assert none0[-1] == 0.1 > none1[-1]  # alone, only the unstable rank brakes
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ A schedule entry turns ``(params, optimizer name, base LR, budget)`` into an opt
 * ``step_on="eval_loss"``: ``scheduler.step(val_loss)`` after every evaluation (plateau,
   ``greedy_eval``, ``hf_greedy``: the way transformers' Trainer steps them);
 * ``step_on="step_then_eval"``: ``scheduler.step()`` after every optimizer step (the budget
-  envelope) and ``scheduler.decide(val_loss)`` after each evaluation (``greedy_eval_budget``);
+  envelope) and ``scheduler.decide(val_loss)`` after each evaluation;
 * ``step_on="step_loss_then_eval"``: ``scheduler.step(train_loss)`` after every optimizer step
-  and ``scheduler.decide(val_loss)`` after each evaluation (``rl_deep``, the residual policy);
+  and ``scheduler.decide(val_loss)`` after each evaluation (``rl_deep``, the residual policy;
+  ``greedy_eval_budget``, whose step(loss) is the clock and the training-loss brake);
 * ``needs_closure``: the optimizer wants ``step(closure)`` (stochastic line search);
 * ``train_mode`` / ``eval_mode``: called before training steps / before evaluation
   (schedule-free optimizers keep two iterates and must be switched).
@@ -192,14 +193,14 @@ def _greedy_eval(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> Tra
 
 
 def _greedy_eval_budget(params: Sequence[torch.nn.Parameter], ctx: BuildContext) -> TrainingHooks:
-    from learnlr.control.greedy import PER_EVAL
-    from learnlr.integrations._clock import ClockedGreedyLR
+    from learnlr.torch.clocked import EvalGreedyLR
 
     opt = make_optimizer(ctx.optimizer_name, params, ctx.base_lr)
-    # What the HF and Lightning eval modes build: the budget envelope moves every optimizer
-    # step (step()), GreedyLR decides on the validation loss after each evaluation (decide()).
-    sched = ClockedGreedyLR(opt, total_steps=ctx.budget_steps, **PER_EVAL)
-    return TrainingHooks(opt, sched, step_on="step_then_eval")
+    # What the HF and Lightning eval modes build: every optimizer step moves the budget
+    # envelope and feeds the training loss to the brake (step(loss)), GreedyLR decides on the
+    # validation loss after each evaluation (decide()).
+    sched = EvalGreedyLR(opt, total_steps=ctx.budget_steps)
+    return TrainingHooks(opt, sched, step_on="step_loss_then_eval")
 
 
 def _wsd(opt: Optimizer, ctx: BuildContext) -> Any:
@@ -231,6 +232,18 @@ def _greedy_fingerprint() -> str:
                 "anneal_fraction": DEFAULT_ANNEAL_FRACTION}
     canonical = json.dumps(defaults, sort_keys=True, separators=(",", ":"))
     return f"greedy-defaults:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+
+
+def _greedy_eval_budget_fingerprint() -> str:
+    """The GreedyLR digest plus the budget-aware per-evaluation defaults and the brake margin
+    (its own digest, so a change there re-runs only this schedule's cells)."""
+    from learnlr.control.brake import DEFAULT_MARGIN
+    from learnlr.control.schedule import BUDGET_PER_EVAL
+
+    extra = json.dumps({"budget_per_eval": BUDGET_PER_EVAL, "brake": DEFAULT_MARGIN},
+                       sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(f"{_greedy_fingerprint()}|{extra}".encode()).hexdigest()[:16]
+    return f"greedy-eval-budget:{digest}"
 
 
 def schedule_fingerprint(name: str) -> str:
@@ -365,8 +378,8 @@ SCHEDULES: dict[str, ScheduleSpec] = {
         _spec(
             "greedy_eval_budget", "adaptive",
             "learnlr GreedyLR told the budget, deciding after each evaluation on val loss "
-            "(PER_EVAL; the HF / Lightning eval modes)",
-            _greedy_eval_budget, fingerprint=_greedy_fingerprint,
+            "(BUDGET_PER_EVAL) with the training-loss brake (the HF / Lightning eval modes)",
+            _greedy_eval_budget, fingerprint=_greedy_eval_budget_fingerprint,
         ),
         _spec(
             "hf_greedy", "adaptive",

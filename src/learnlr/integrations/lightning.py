@@ -26,7 +26,10 @@ helper adds to the Trainer makes the decisions, reading ``trainer.callback_metri
   logged by that step's last micro-batch: the paper's per-step mode.
 * ``interval="epoch"``: at the end of each training epoch (``on_train_epoch_end``, after that
   epoch's validation), e.g. ``monitor="val_loss"`` with the per-evaluation defaults
-  :data:`learnlr.control.greedy.PER_EVAL`.
+  (:func:`learnlr.control.schedule.per_eval_defaults`). With a budget the training loss
+  returned by ``training_step`` (a tensor, or a dict's ``"loss"``) also feeds the brake
+  (:mod:`learnlr.control.brake`; ``brake=None`` turns it off): one descent at once when it
+  turns unstable between two validations.
 
 A monitored metric that was never logged stops ``fit`` with a ValueError that names it, says
 GreedyLR, and lists the logged metrics (``strict=True``); ``strict=False`` skips the decision with
@@ -46,8 +49,9 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.optim import Optimizer
 
-from learnlr.control.greedy import PER_EVAL
-from learnlr.integrations._clock import ClockedGreedyLR
+from learnlr.control.brake import DEFAULT_MARGIN
+from learnlr.control.schedule import per_eval_defaults
+from learnlr.torch.clocked import ClockedGreedyLR
 
 _INTERVALS = ("step", "epoch")
 
@@ -76,10 +80,14 @@ class GreedyLRDriver(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         sched = self.scheduler
-        if sched.interval != "step" or sched.last_epoch == self._ticks_seen:
+        if sched.last_epoch == self._ticks_seen:
             return  # an accumulation micro-batch: no optimizer step, no clock tick
         self._ticks_seen = sched.last_epoch
-        if sched.last_epoch % sched.frequency == 0:
+        if sched.interval == "epoch":
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if loss is not None:
+                sched.check_train_loss(loss)  # the brake, if it has one
+        elif sched.last_epoch % sched.frequency == 0:
             self._decide(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -150,7 +158,9 @@ def lr_scheduler_config(
         optimizer: the optimizer returned beside this entry.
         monitor: the logged metric to decide on (``self.log(monitor, value)``).
         interval: ``"step"`` (one decision per optimizer step) or ``"epoch"`` (one per training
-            epoch, after its validation; defaults :data:`learnlr.control.greedy.PER_EVAL`).
+            epoch, after its validation; defaults
+            :func:`learnlr.control.schedule.per_eval_defaults` and, with a budget, the
+            training-loss brake: ``brake=`` its margin, ``None`` off).
         frequency: decide every ``frequency`` intervals (>= 1).
         strict: a missing ``monitor`` is a ValueError (True) or a skipped decision with a warning.
         name: name shown by Lightning's ``LearningRateMonitor``.
@@ -161,9 +171,18 @@ def lr_scheduler_config(
     """
     _check_options(optimizer, monitor, interval, frequency)
     trainer = module.trainer
-    defaults: dict[str, Any] = dict(PER_EVAL) if interval == "epoch" else {}
+    if interval == "step" and greedy_kwargs.get("brake") is not None:
+        raise ValueError(
+            f"brake={greedy_kwargs['brake']!r} applies to interval='epoch' only (interval='step' "
+            "already decides on every step's metric)")
+    defaults: dict[str, Any] = {}
     if "total_steps" not in greedy_kwargs:
         defaults["total_steps"] = _total_steps(trainer)
+    if interval == "epoch":
+        budget_aware = greedy_kwargs.get("total_steps", defaults.get("total_steps")) is not None
+        defaults.update(per_eval_defaults(budget_aware))
+        if budget_aware:
+            defaults["brake"] = DEFAULT_MARGIN
     scheduler = LightningGreedyLR(optimizer, monitor=monitor, interval=interval,
                                   frequency=frequency, strict=bool(strict),
                                   **{**defaults, **greedy_kwargs})

@@ -32,8 +32,11 @@ training batches.
 
 ``on="eval"`` decides once per evaluation on ``metric_for_best_model`` instead (what
 ``transformers.GreedyLR`` does), with ``mode`` from ``greater_is_better`` and the per-evaluation
-defaults :data:`learnlr.control.greedy.PER_EVAL`; the warmup / anneal envelope still follows the
-optimizer steps.
+defaults (:func:`learnlr.control.schedule.per_eval_defaults`: ``BUDGET_PER_EVAL`` with a budget,
+``PER_EVAL`` without); the warmup / anneal envelope still follows the optimizer steps. With a
+budget it also keeps the training-loss brake (:mod:`learnlr.control.brake`; ``brake=None`` turns
+it off): the forward hook records the training losses, and one descent is taken at once when
+their rolling mean climbs to twice its best between two evaluations.
 
 ``callbacks=[GreedyLRCallback()]`` without :func:`use_greedy_lr` is an error at the start of
 ``train()`` (Trainer would otherwise run its own linear decay and GreedyLR would never act).
@@ -61,9 +64,9 @@ from transformers import (
     TrainingArguments,
 )
 
-from learnlr.control.greedy import PER_EVAL
-from learnlr.control.schedule import resolve
-from learnlr.integrations._clock import ClockedGreedyLR
+from learnlr.control.brake import DEFAULT_MARGIN
+from learnlr.control.schedule import per_eval_defaults, resolve
+from learnlr.torch.clocked import ClockedGreedyLR
 from learnlr.torch.greedy import GreedyLR, _reject_renamed
 
 _TRIGGERS = ("train_loss", "eval")
@@ -110,7 +113,11 @@ class TrainerGreedyLR(ClockedGreedyLR):
             return  # a repeated step for the same optimizer step (AcceleratedScheduler)
         if self.on == "eval":
             self._stepped_this_step = True
-            self.tick()  # per-evaluation mode: the callback decides on each evaluation
+            # Per-evaluation mode: the callback decides on each evaluation; the step's training
+            # loss (if recorded) only feeds the brake.
+            loss = None if self._loss_count == 0 else self._loss_sum / self._loss_count
+            self._loss_sum, self._loss_count = None, 0
+            self.tick(loss)
             return
         if self._loss_count == 0:
             raise RuntimeError(
@@ -133,7 +140,9 @@ class GreedyLRCallback(TrainerCallback):
     Args:
         on: ``"train_loss"`` (default): one decision per optimizer step on the mean training loss of
             its micro-batches, the paper's mode. ``"eval"``: one decision per evaluation on
-            ``args.metric_for_best_model``, with :data:`learnlr.control.greedy.PER_EVAL` as defaults.
+            ``args.metric_for_best_model``, with
+            :func:`learnlr.control.schedule.per_eval_defaults` as defaults and, with a budget,
+            the training-loss brake (``brake=`` its margin, ``None``: off).
         mode: ``"min"`` / ``"max"``. Default: ``"min"`` for ``on="train_loss"``; from
             ``args.greater_is_better`` for ``on="eval"`` (a conflicting explicit value is an error).
         capture_model_loss: record ``outputs.loss`` of training forwards with a model hook. Set
@@ -158,11 +167,15 @@ class GreedyLRCallback(TrainerCallback):
             raise ValueError(f"on must be one of {_TRIGGERS}, got {on!r}")
         if on == "train_loss" and mode == "max":
             raise ValueError("mode must be 'min' when on='train_loss' (a loss), got 'max'")
+        if on == "train_loss" and greedy_kwargs.get("brake") is not None:
+            raise ValueError(
+                f"brake={greedy_kwargs['brake']!r} applies to on='eval' only (on='train_loss' "
+                "already decides on every training loss)")
         _check_greedy_kwargs(greedy_kwargs)
         self.on = on
         self.explicit_mode = mode
         self.capture_model_loss = capture_model_loss
-        self.greedy_kwargs = ({**PER_EVAL, **greedy_kwargs} if on == "eval" else greedy_kwargs)
+        self.greedy_kwargs = greedy_kwargs
         self.scheduler: TrainerGreedyLR | None = None
         self.metric_key: str | None = None
         self.mode = mode or "min"
@@ -174,8 +187,13 @@ class GreedyLRCallback(TrainerCallback):
         """The scheduler for Trainer's slot (called by ``Trainer.create_scheduler``)."""
         self.bind_args(args)
         budget: dict[str, Any] = {"total_steps": num_training_steps}
-        if self.greedy_kwargs.get("total_steps", num_training_steps) is not None:
+        budget_aware = self.greedy_kwargs.get("total_steps", num_training_steps) is not None
+        if budget_aware:
             budget["warmup_steps"] = args.get_warmup_steps(num_training_steps)
+        if self.on == "eval":
+            budget.update(per_eval_defaults(budget_aware))
+            if budget_aware:
+                budget["brake"] = DEFAULT_MARGIN
         self.scheduler = TrainerGreedyLR(optimizer, on=self.on, mode=self.mode,
                                          **{**budget, **self.greedy_kwargs})
         return self.scheduler
@@ -213,7 +231,9 @@ class GreedyLRCallback(TrainerCallback):
         if self.scheduler is None or rival:
             raise ValueError(_not_installed_message(args, lr_scheduler))
         self._training = True
-        if self.on == "train_loss" and self.capture_model_loss and model is not None:
+        # Eval mode records the training losses too, for the brake (if it has one).
+        wants_loss = self.on == "train_loss" or self.scheduler.brake is not None
+        if wants_loss and self.capture_model_loss and model is not None:
             self._remove_hook()
             self._hook = model.register_forward_hook(self._capture_loss)
 
@@ -257,6 +277,8 @@ def _check_greedy_kwargs(greedy_kwargs: dict[str, Any]) -> None:
     without the optimizer (a large example budget stands in for the Trainer's)."""
     accepted = inspect.signature(GreedyLR.__init__).parameters
     for name in greedy_kwargs:
+        if name == "brake":
+            continue  # ClockedGreedyLR's, checked by LossBrake when the scheduler is built
         if name not in accepted or name in ("self", "optimizer", "renamed"):
             _reject_renamed({name: greedy_kwargs[name]})  # a TypeError naming it (and warmup=)
     subset = {k: v for k, v in greedy_kwargs.items() if k in _RESOLVED_KEYS}

@@ -2,6 +2,7 @@
 
 from learnlr._lazy import lazy_names
 
-__all__ = ["GreedyLR"]
+__all__ = ["EvalGreedyLR", "GreedyLR"]
 
-__getattr__, __dir__ = lazy_names(__name__, {"GreedyLR": "learnlr.torch.greedy"})
+__getattr__, __dir__ = lazy_names(__name__, {"GreedyLR": "learnlr.torch.greedy",
+                                             "EvalGreedyLR": "learnlr.torch.clocked"})

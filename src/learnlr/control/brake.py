@@ -1,0 +1,76 @@
+"""The training-loss brake of the per-evaluation mode: one descent when training turns unstable.
+
+The per-evaluation mode decides on the validation loss, once per evaluation (a few dozen times
+per run). A too-large LR can blow a run up between two evaluations: on the full benchmark,
+elec-forecast with SGD at 10x its tuned LR swung its training loss 3-4x above its best for 200
+steps and then diverged, 240 steps after an evaluation that had set a new best. The brake
+watches the per-step training loss: once its rolling mean (``window`` steps; the adapters use
+the paper's 50, enough losses that noise alone does not double their mean) is above
+``(1 + margin)`` times the best rolling mean so far, it asks for one descent, and at most one per
+``window`` calls, so the mean can show the effect of the last. A mean at twice its best (the default
+margin 1.0) is instability, not minibatch noise; the margin is a round choice, not tuned
+(docs/greedylr.md, "Two signals").
+
+>>> b = LossBrake(window=2)
+>>> [b.push(v) for v in (1.0, 1.0, 1.0, 5.0, 5.0, 5.0)]
+[False, False, False, True, False, True]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from learnlr.control.smoothing import RollingMean
+
+DEFAULT_MARGIN = 1.0
+
+
+class LossBrake:
+    """``push(loss)`` returns True when the caller should take one descent now."""
+
+    def __init__(self, window: int, margin: float = DEFAULT_MARGIN) -> None:
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (
+            0.0 < margin < math.inf
+        ):
+            raise ValueError(f"brake margin must be a finite number > 0, got {margin!r}")
+        self.margin = float(margin)
+        self._mean = RollingMean(window)  # validates window
+        self.best: float | None = None
+        self.quiet = 0
+        self.num_brakes = 0
+
+    @property
+    def window(self) -> int:
+        return self._mean.size
+
+    def push(self, value: float) -> bool:
+        """Record one training loss. Non-finite values are ignored (the run has diverged
+        already, or the step was skipped): the brake acts before that."""
+        if not math.isfinite(value):
+            return False
+        smoothed = self._mean.push(value)
+        if len(self._mean) < self._mean.size:
+            return False  # while the window fills its mean is a running mean, not comparable
+        if self.quiet:
+            self.quiet -= 1
+        if self.best is None or smoothed < self.best:
+            self.best = smoothed
+            return False
+        if self.quiet or smoothed <= (1.0 + self.margin) * self.best:
+            return False
+        self.quiet = self._mean.size
+        self.num_brakes += 1
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-Python (JSON) state; a restored brake continues bit for bit."""
+        return {"window": self._mean.state_dict(), "margin": self.margin, "best": self.best,
+                "quiet": self.quiet, "num_brakes": self.num_brakes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._mean.load_state_dict(state["window"])
+        self.margin = float(state["margin"])
+        self.best = None if state["best"] is None else float(state["best"])
+        self.quiet = int(state["quiet"])
+        self.num_brakes = int(state["num_brakes"])

@@ -1,0 +1,83 @@
+"""The training-loss brake (learnlr.control.brake.LossBrake) against a slow reference."""
+
+import json
+import math
+import random
+
+import pytest
+
+from learnlr.control.brake import LossBrake
+
+
+def reference_fires(values: list[float], window: int, margin: float) -> list[bool]:
+    """Straight from the definition: after the window has filled, fire when the mean of the last
+    ``window`` finite values is above (1 + margin) x the lowest such mean before it, at most once
+    per ``window`` calls (a call counts only for a finite value)."""
+    finite: list[float] = []
+    means: list[float] = []
+    last_fire: int | None = None
+    fires = []
+    for v in values:
+        if not math.isfinite(v):
+            fires.append(False)
+            continue
+        finite.append(v)
+        if len(finite) < window:
+            fires.append(False)
+            continue
+        mean = sum(finite[-window:]) / window
+        calls = len(means)  # full-window calls before this one
+        best = min(means) if means else None
+        means.append(mean)
+        fire = (best is not None and mean > (1 + margin) * best and mean >= best
+                and (last_fire is None or calls - last_fire >= window))
+        if fire:
+            last_fire = calls
+        fires.append(fire)
+    return fires
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_brake_matches_the_reference(seed):
+    rng = random.Random(seed)
+    window, margin = rng.randint(1, 6), rng.choice([0.5, 1.0, 2.0])
+    values = []
+    level = 1.0
+    for _ in range(300):
+        level *= rng.choice([0.97, 1.0, 1.0, 1.6])  # falls, holds, and now and then jumps
+        values.append(level * (1 + 0.3 * rng.random()) if rng.random() > 0.02 else math.nan)
+    brake = LossBrake(window, margin)
+    got = [brake.push(v) for v in values]
+    want = reference_fires(values, window, margin)
+    assert got == want
+    assert brake.num_brakes == sum(want) > 0
+
+
+def test_a_steady_or_falling_loss_never_brakes():
+    brake = LossBrake(5)
+    assert not any(brake.push(1.0 / (1 + t) + 0.01 * (t % 3)) for t in range(500))
+    assert brake.num_brakes == 0
+
+
+def test_state_round_trip_through_json_continues_bit_for_bit():
+    rng = random.Random(3)
+    values = [math.exp(rng.gauss(0, 0.8)) for _ in range(400)]
+    full = LossBrake(7)
+    expected = [full.push(v) for v in values]
+    for cut in (0, 3, 7, 50, 211, 399):
+        first = LossBrake(7)
+        head = [first.push(v) for v in values[:cut]]
+        second = LossBrake(7)
+        second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+        assert head + [second.push(v) for v in values[cut:]] == expected
+
+
+@pytest.mark.parametrize("margin", [0, -1.0, math.inf, math.nan, True, "1"])
+def test_bad_margin_is_a_value_error_naming_it(margin):
+    with pytest.raises(ValueError, match="brake margin must be a finite number > 0"):
+        LossBrake(5, margin)
+
+
+def test_bad_window_is_a_value_error_naming_it():
+    with pytest.raises(ValueError, match="window must be an integer >= 1"):
+        LossBrake(0)

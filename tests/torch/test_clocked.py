@@ -1,0 +1,111 @@
+"""ClockedGreedyLR's two signals: decisions on decide(val), the brake on tick(train_loss)."""
+
+import json
+
+import pytest
+import torch
+
+from learnlr.control.schedule import BUDGET_PER_EVAL, per_eval_defaults
+from learnlr.torch.clocked import ClockedGreedyLR
+
+
+def make(brake=1.0, total_steps=200, warmup_steps=0, **kw):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    return ClockedGreedyLR(opt, total_steps=total_steps, warmup_steps=warmup_steps, brake=brake,
+                           **{**BUDGET_PER_EVAL, **kw})
+
+
+def losses_with_a_blowup(steps=200, at=60):
+    """Falling, then 3x above its best from step ``at`` on (an unstable LR)."""
+    return [1.0 / (1 + 0.05 * t) if t < at else 3.0 for t in range(steps)]
+
+
+def test_the_brake_takes_one_descent_when_the_training_loss_doubles():
+    sched = make()
+    window = sched.brake.window
+    lrs = []
+    for loss in losses_with_a_blowup():
+        sched.tick(loss)
+        lrs.append(sched.stable_lrs[0])
+    assert window == 50  # the paper's smoothing window, whatever the budget
+    first = next(t for t, lr in enumerate(lrs) if lr < 0.1)
+    assert 60 <= first < 60 + window  # once the window's mean is past twice its best
+    assert lrs[first] == pytest.approx(0.1 * BUDGET_PER_EVAL["factor"])
+    # At most one descent per window: the LR after t steps of instability
+    drops = sum(1 for a, b in zip(lrs, lrs[1:]) if b < a)
+    assert 1 < drops <= 1 + (len(lrs) - first) // window
+    assert sched.brake.num_brakes == drops
+    assert sched.controller.num_calls == 0  # the brake is not a decision on the training loss
+
+
+def test_without_a_brake_training_losses_change_nothing():
+    sched = make(brake=None)
+    for loss in losses_with_a_blowup():
+        sched.tick(loss)
+    assert sched.stable_lrs[0] == 0.1 and sched.brake is None
+
+
+def test_warmup_updates_are_not_shown_to_the_brake():
+    sched = make(warmup_steps=40)
+    for loss in [1.0] * 20 + [5.0] * 20:  # a blow-up inside the LR warmup only
+        sched.tick(loss)
+    assert sched.brake.num_brakes == 0 and len(sched.brake._mean) == 0
+
+
+def test_resume_mid_run_continues_bit_for_bit():
+    losses = losses_with_a_blowup()
+    vals = {t: 0.5 + 0.01 * (t % 7) for t in range(9, 200, 10)}
+
+    def run(sched, steps):
+        out = []
+        for t in steps:
+            sched.tick(losses[t])
+            if t in vals:
+                sched.decide(vals[t])
+            out.append(sched.get_last_lr()[0])
+        return out
+
+    full = run(make(), range(200))
+    for cut in (5, 64, 71, 150, 190):
+        first = make()
+        head = run(first, range(cut))
+        second = make()
+        second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+        assert head + run(second, range(cut, 200)) == full
+
+
+def test_per_eval_defaults_depend_on_the_budget():
+    from learnlr.control.greedy import PER_EVAL
+
+    assert per_eval_defaults(True) == BUDGET_PER_EVAL
+    assert per_eval_defaults(False) == PER_EVAL
+    assert per_eval_defaults(True) is not BUDGET_PER_EVAL  # a copy: callers may add to it
+
+
+def test_bad_brake_margin_is_a_value_error():
+    with pytest.raises(ValueError, match="brake margin"):
+        make(brake=-1.0)
+
+
+def test_eval_greedy_lr_is_the_clock_plus_brake_with_per_eval_defaults():
+    from learnlr import EvalGreedyLR
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = EvalGreedyLR(opt, total_steps=200)
+    config = sched.controller.config
+    assert (config.window, config.patience, config.factor, config.increase_every) == tuple(
+        BUDGET_PER_EVAL[k] for k in ("window", "patience", "factor", "increase_every"))
+    reference = make()  # ClockedGreedyLR with the same settings, driven through tick()
+    for t, loss in enumerate(losses_with_a_blowup()):
+        sched.step(loss)
+        reference.tick(loss)
+        if t % 20 == 19:
+            sched.decide(0.5 + 0.01 * (t % 3))
+            reference.decide(0.5 + 0.01 * (t % 3))
+        assert sched.get_last_lr() == reference.get_last_lr()
+    assert sched.brake.num_brakes > 0 and sched.controller.num_calls == 10
+    # Without a budget: the reactive per-evaluation defaults and no brake; step() is the clock.
+    reactive = EvalGreedyLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1))
+    assert reactive.brake is None and reactive.controller.config.patience == 2
+    reactive.step(5.0)
+    assert reactive.controller.num_calls == 0 and reactive.get_last_lr() == [0.1]
