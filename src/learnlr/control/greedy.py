@@ -44,10 +44,11 @@ DECREASE = -1
 RESET = 2
 
 PER_EVAL: dict[str, float | int] = {"window": 1, "patience": 2, "factor": 0.8}
-"""The documented defaults for stepping once per *evaluation* on a validation metric (README, the
-HF callback's eval mode and the benchmark's ``greedy_eval`` all use them). A run has ~10-30
-evaluations, so the per-step defaults (window 50, patience 10) would never act: no smoothing, act
-after 3 consecutive calls, and a 0.8 step move the LR 2x in about 10 evaluations."""
+"""The defaults for stepping once per *evaluation* on a validation metric without a budget (the
+reactive rule: the eval modes with ``total_steps=None`` and the benchmark's ``greedy_eval``; with a
+budget, :data:`learnlr.control.schedule.BUDGET_PER_EVAL`). A run has ~10-30 evaluations, so the
+per-step defaults (window 50, patience 10) would never act: no smoothing, act after 3 consecutive
+calls, and a 0.8 step move the LR 2x in about 10 evaluations."""
 
 # State dicts written before the article's stages were renamed.
 _RENAMED_FIELDS = {"cooldown": "keep_decreasing", "warmup": "keep_increasing",
