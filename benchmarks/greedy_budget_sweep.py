@@ -169,6 +169,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # choice, not tuned.
     "eval20_down0_brake": {"factor": 0.8, "patience": 0, "window": 1, "increase_every": 6,
                            "on_eval": True, "train_brake": 1.0},
+    # The brake fired late in digits-cnn/AdamW at the tuned LR (dev half), where the training
+    # loss is near zero and heavy-tailed: a 50-step mean doubles on noise. Here it also needs
+    # the mean back a quarter of the way from its best to its first value (a real loss of
+    # progress; the elec-forecast blow-up lost more than half).
+    "eval20_down0_brake_q25": {"factor": 0.8, "patience": 0, "window": 1, "increase_every": 6,
+                               "on_eval": True, "train_brake": 1.0, "lost_progress": 0.25},
     # Undo a descent that did not pay off. A descent at call t is checked P calls later (P: the
     # budget-derived patience + 1, the shortest time to the next decision): the mean raw loss
     # over calls [t, t + P) is compared with the linear extrapolation of the two blocks of P
@@ -476,8 +482,13 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 # candidate was measured first).
                 from learnlr.torch.clocked import EvalGreedyLR
 
+                lost = kw.pop("lost_progress", 0.0)
                 sched = EvalGreedyLR(opt, total_steps=ctx.budget_steps,
                                      brake=kw.pop("train_brake"), **kw)
+                if lost:
+                    from learnlr.control.brake import LossBrake
+
+                    sched.brake = LossBrake(sched.brake.window, sched.brake.margin, lost)
                 return registry.TrainingHooks(opt, sched, step_on="step_loss_then_eval")
             sched = ClockedGreedyLR(opt, total_steps=ctx.budget_steps, **kw)
             return registry.TrainingHooks(opt, sched, step_on="step_then_eval")

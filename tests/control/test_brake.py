@@ -81,3 +81,25 @@ def test_bad_margin_is_a_value_error_naming_it(margin):
 def test_bad_window_is_a_value_error_naming_it():
     with pytest.raises(ValueError, match="window must be an integer >= 1"):
         LossBrake(0)
+
+
+def test_a_loss_at_or_below_zero_never_brakes():
+    """"Twice the best" has no meaning once the best is <= 0 (a negative log-likelihood)."""
+    brake = LossBrake(2)
+    values = [-1.0, -1.0, -2.0, -2.0, 5.0, 5.0, 5.0, 0.0, 0.0, 9.0, 9.0]
+    assert not any(brake.push(v) for v in values)
+
+
+def test_lost_progress_spares_a_noisy_loss_near_zero_but_not_a_blow_up():
+    near_zero = [1.0] * 5 + [0.01] * 20 + [0.03] * 10  # tripled, but 98 % of the progress kept
+    blow_up = [1.0] * 5 + [0.01] * 20 + [0.5] * 10     # half the progress lost
+    for values, fires in ((near_zero, False), (blow_up, True)):
+        brake = LossBrake(5, lost_progress=0.25)
+        assert any(brake.push(v) for v in values) is fires
+        plain = LossBrake(5)
+        assert any(plain.push(v) for v in values)  # without it both fire
+
+
+def test_bad_lost_progress_is_a_value_error_naming_it():
+    with pytest.raises(ValueError, match="lost_progress must be a number in"):
+        LossBrake(5, lost_progress=1.5)

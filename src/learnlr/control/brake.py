@@ -29,12 +29,21 @@ DEFAULT_MARGIN = 1.0
 class LossBrake:
     """``push(loss)`` returns True when the caller should take one descent now."""
 
-    def __init__(self, window: int, margin: float = DEFAULT_MARGIN) -> None:
+    def __init__(self, window: int, margin: float = DEFAULT_MARGIN,
+                 lost_progress: float = 0.0) -> None:
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (
             0.0 < margin < math.inf
         ):
             raise ValueError(f"brake margin must be a finite number > 0, got {margin!r}")
+        if isinstance(lost_progress, bool) or not isinstance(lost_progress, (int, float)) or not (
+            0.0 <= lost_progress <= 1.0
+        ):
+            raise ValueError(f"lost_progress must be a number in [0, 1], got {lost_progress!r}")
         self.margin = float(margin)
+        # Also ask that the mean be back this share of the way from its best to its first
+        # value (0: off): a mean doubling near zero is noise, not a lost run.
+        self.lost_progress = float(lost_progress)
+        self.first: float | None = None
         self._mean = RollingMean(window)  # validates window
         self.best: float | None = None
         self.quiet = 0
@@ -54,10 +63,14 @@ class LossBrake:
             return False  # while the window fills its mean is a running mean, not comparable
         if self.quiet:
             self.quiet -= 1
+        if self.first is None:
+            self.first = smoothed
         if self.best is None or smoothed < self.best:
             self.best = smoothed
             return False
-        if self.quiet or smoothed <= (1.0 + self.margin) * self.best:
+        if self.quiet or self.best <= 0.0 or smoothed <= (1.0 + self.margin) * self.best:
+            return False  # "twice the best" means nothing for a loss that can reach 0 or less
+        if smoothed - self.best <= self.lost_progress * (self.first - self.best):
             return False
         self.quiet = self._mean.size
         self.num_brakes += 1
@@ -66,7 +79,8 @@ class LossBrake:
     def state_dict(self) -> dict[str, Any]:
         """Plain-Python (JSON) state; a restored brake continues bit for bit."""
         return {"window": self._mean.state_dict(), "margin": self.margin, "best": self.best,
-                "quiet": self.quiet, "num_brakes": self.num_brakes}
+                "quiet": self.quiet, "num_brakes": self.num_brakes,
+                "lost_progress": self.lost_progress, "first": self.first}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._mean.load_state_dict(state["window"])
@@ -74,3 +88,5 @@ class LossBrake:
         self.best = None if state["best"] is None else float(state["best"])
         self.quiet = int(state["quiet"])
         self.num_brakes = int(state["num_brakes"])
+        self.lost_progress = float(state.get("lost_progress", 0.0))
+        self.first = None if state.get("first") is None else float(state["first"])

@@ -167,7 +167,7 @@ def broadcast_bound(
 class GreedyController:
     """The GreedyLR decision state machine over a list of per-group learning rates.
 
-    >>> c = GreedyController(GreedyConfig(patience=0, window=1), [0.1])
+    >>> c = GreedyController(GreedyConfig(patience=0, window=1), [0.1], max_lr=1.0)
     >>> c.update(1.0), c.update(0.5)   # each beats the best so far; patience 0 acts at once
     (1, 1)
     >>> c.lrs[0] > 0.1

@@ -117,7 +117,7 @@ def greedy_lr(
     anneal. ``state.scale`` stays GreedyLR's own factor (the torch class's ``stable_lrs``).
 
     >>> import jax.numpy as jnp
-    >>> tx = greedy_lr(patience=0, window=1)
+    >>> tx = greedy_lr(patience=0, window=1, max_scale=10.0)
     >>> state = tx.init({"w": jnp.zeros(2)})
     >>> updates, state = tx.update({"w": jnp.ones(2)}, state, value=1.0)
     >>> float(state.scale) > 1.0   # first finite value beats "no best yet": increase

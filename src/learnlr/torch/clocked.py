@@ -9,8 +9,9 @@
         if (step + 1) % eval_every == 0:
             sched.decide(val_loss)    # one GreedyLR decision
 
-:class:`ClockedGreedyLR` is the machinery the HF and Lightning eval modes build on. HF's Trainer and Lightning step a scheduler once per optimizer step *without* a metric, and the
-metric arrives elsewhere (an evaluation, a Lightning hook). Here ``step()`` with no argument only
+:class:`ClockedGreedyLR` is the machinery the HF and Lightning eval modes build on. HF's Trainer
+and Lightning step a scheduler once per optimizer step *without* a metric, and the metric arrives
+elsewhere (an evaluation, a Lightning hook). Here ``step()`` with no argument only
 advances the budget envelope by one optimizer step, and :meth:`ClockedGreedyLR.decide` makes one
 GreedyLR decision on a metric, with the same phase rules as :class:`learnlr.GreedyLR` (no decision
 on a warmup update, no increase inside the anneal). Shared by both integrations and the
@@ -18,7 +19,9 @@ benchmark's ``greedy_eval_budget``.
 
 Two signals: with ``brake=margin`` (the eval modes' default with a budget), ``tick(train_loss)``
 also feeds the per-step training loss to a :class:`learnlr.control.brake.LossBrake`, which takes
-one descent at once when the loss turns unstable between two evaluations.
+one descent at once when the loss turns unstable between two evaluations. Under
+``torch.distributed`` that loss is reduced across ranks on every step (``reduce=``, one small
+collective per step; ``sync_every`` does not apply to it), so every rank takes the same descents.
 """
 
 from __future__ import annotations
