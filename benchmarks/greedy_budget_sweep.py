@@ -482,13 +482,14 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 # candidate was measured first).
                 from learnlr.torch.clocked import EvalGreedyLR
 
+                from learnlr.control.brake import LossBrake
+
+                # Both brake settings stated here, so a candidate's meaning does not move with
+                # the shipped defaults.
                 lost = kw.pop("lost_progress", 0.0)
                 sched = EvalGreedyLR(opt, total_steps=ctx.budget_steps,
                                      brake=kw.pop("train_brake"), **kw)
-                if lost:
-                    from learnlr.control.brake import LossBrake
-
-                    sched.brake = LossBrake(sched.brake.window, sched.brake.margin, lost)
+                sched.brake = LossBrake(sched.brake.window, sched.brake.margin, lost)
                 return registry.TrainingHooks(opt, sched, step_on="step_loss_then_eval")
             sched = ClockedGreedyLR(opt, total_steps=ctx.budget_steps, **kw)
             return registry.TrainingHooks(opt, sched, step_on="step_then_eval")

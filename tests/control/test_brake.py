@@ -9,10 +9,12 @@ import pytest
 from learnlr.control.brake import LossBrake
 
 
-def reference_fires(values: list[float], window: int, margin: float) -> list[bool]:
+def reference_fires(values: list[float], window: int, margin: float,
+                    lost: float) -> list[bool]:
     """Straight from the definition: after the window has filled, fire when the mean of the last
-    ``window`` finite values is above (1 + margin) x the lowest such mean before it, at most once
-    per ``window`` calls (a call counts only for a finite value)."""
+    ``window`` finite values is above (1 + margin) x the lowest such mean before it (a positive
+    one) and above that lowest mean by at least ``lost`` x (first such mean - lowest), at most
+    once per ``window`` calls (a call counts only for a finite value)."""
     finite: list[float] = []
     means: list[float] = []
     last_fire: int | None = None
@@ -29,7 +31,8 @@ def reference_fires(values: list[float], window: int, margin: float) -> list[boo
         calls = len(means)  # full-window calls before this one
         best = min(means) if means else None
         means.append(mean)
-        fire = (best is not None and mean > (1 + margin) * best and mean >= best
+        fire = (best is not None and best > 0 and mean > (1 + margin) * best
+                and mean - best > lost * (means[0] - best)
                 and (last_fire is None or calls - last_fire >= window))
         if fire:
             last_fire = calls
@@ -41,14 +44,15 @@ def reference_fires(values: list[float], window: int, margin: float) -> list[boo
 def test_brake_matches_the_reference(seed):
     rng = random.Random(seed)
     window, margin = rng.randint(1, 6), rng.choice([0.5, 1.0, 2.0])
+    lost = rng.choice([0.0, 0.25, 0.6])
     values = []
     level = 1.0
     for _ in range(300):
         level *= rng.choice([0.97, 1.0, 1.0, 1.6])  # falls, holds, and now and then jumps
         values.append(level * (1 + 0.3 * rng.random()) if rng.random() > 0.02 else math.nan)
-    brake = LossBrake(window, margin)
+    brake = LossBrake(window, margin, lost)
     got = [brake.push(v) for v in values]
-    want = reference_fires(values, window, margin)
+    want = reference_fires(values, window, margin, lost)
     assert got == want
     assert brake.num_brakes == sum(want) > 0
 
@@ -96,7 +100,7 @@ def test_lost_progress_spares_a_noisy_loss_near_zero_but_not_a_blow_up():
     for values, fires in ((near_zero, False), (blow_up, True)):
         brake = LossBrake(5, lost_progress=0.25)
         assert any(brake.push(v) for v in values) is fires
-        plain = LossBrake(5)
+        plain = LossBrake(5, lost_progress=0.0)
         assert any(plain.push(v) for v in values)  # without it both fire
 
 
