@@ -480,9 +480,8 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 # The shipped form (learnlr.EvalGreedyLR: its brake window is the paper's 50,
                 # which is the budget's per-step window on every full-suite budget, where this
                 # candidate was measured first).
-                from learnlr.torch.clocked import EvalGreedyLR
-
                 from learnlr.control.brake import LossBrake
+                from learnlr.torch.clocked import EvalGreedyLR
 
                 # Both brake settings stated here, so a candidate's meaning does not move with
                 # the shipped defaults.
