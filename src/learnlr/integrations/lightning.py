@@ -49,9 +49,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.optim import Optimizer
 
-from learnlr.control.brake import DEFAULT_MARGIN
-from learnlr.control.schedule import per_eval_defaults
-from learnlr.torch.clocked import ClockedGreedyLR
+from learnlr.torch.clocked import ClockedGreedyLR, eval_mode_defaults
 
 _INTERVALS = ("step", "epoch")
 
@@ -180,9 +178,7 @@ def lr_scheduler_config(
         defaults["total_steps"] = _total_steps(trainer)
     if interval == "epoch":
         budget_aware = greedy_kwargs.get("total_steps", defaults.get("total_steps")) is not None
-        defaults.update(per_eval_defaults(budget_aware))
-        if budget_aware:
-            defaults["brake"] = DEFAULT_MARGIN
+        defaults.update(eval_mode_defaults(budget_aware))
     scheduler = LightningGreedyLR(optimizer, monitor=monitor, interval=interval,
                                   frequency=frequency, strict=bool(strict),
                                   **{**defaults, **greedy_kwargs})

@@ -64,9 +64,8 @@ from transformers import (
     TrainingArguments,
 )
 
-from learnlr.control.brake import DEFAULT_MARGIN
-from learnlr.control.schedule import per_eval_defaults, resolve
-from learnlr.torch.clocked import ClockedGreedyLR
+from learnlr.control.schedule import resolve
+from learnlr.torch.clocked import ClockedGreedyLR, eval_mode_defaults
 from learnlr.torch.greedy import GreedyLR, _reject_renamed
 
 _TRIGGERS = ("train_loss", "eval")
@@ -191,9 +190,7 @@ class GreedyLRCallback(TrainerCallback):
         if budget_aware:
             budget["warmup_steps"] = args.get_warmup_steps(num_training_steps)
         if self.on == "eval":
-            budget.update(per_eval_defaults(budget_aware))
-            if budget_aware:
-                budget["brake"] = DEFAULT_MARGIN
+            budget.update(eval_mode_defaults(budget_aware))
         self.scheduler = TrainerGreedyLR(optimizer, on=self.on, mode=self.mode,
                                          **{**budget, **self.greedy_kwargs})
         return self.scheduler

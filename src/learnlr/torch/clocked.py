@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from learnlr.control.brake import LossBrake
+from learnlr.control.brake import DEFAULT_MARGIN, LossBrake
 from learnlr.control.greedy import DECREASE, HOLD
-from learnlr.control.schedule import REACTIVE_DEFAULTS, gate, observes
+from learnlr.control.schedule import REACTIVE_DEFAULTS, gate, observes, per_eval_defaults
 from learnlr.torch.distributed import resolve_reducer
 from learnlr.torch.greedy import GreedyLR
 
@@ -126,6 +126,15 @@ class ClockedGreedyLR(GreedyLR):
             self.brake.load_state_dict(saved)
 
 
+def eval_mode_defaults(budget_aware: bool) -> dict[str, Any]:
+    """What every per-evaluation mode builds on (EvalGreedyLR, the HF and Lightning eval modes):
+    :func:`learnlr.control.schedule.per_eval_defaults` and, with a budget, the brake."""
+    defaults = per_eval_defaults(budget_aware)
+    if budget_aware:
+        defaults["brake"] = DEFAULT_MARGIN
+    return defaults
+
+
 class EvalGreedyLR(ClockedGreedyLR):
     """GreedyLR deciding once per evaluation on the validation metric, with the training loss as
     a brake: the budget-aware per-evaluation mode for a plain PyTorch loop.
@@ -149,15 +158,9 @@ class EvalGreedyLR(ClockedGreedyLR):
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, total_steps: int | None = None,
-                 brake: float | None | object = _UNRESOLVED, **kwargs: Any) -> None:
-        from learnlr.control.brake import DEFAULT_MARGIN
-        from learnlr.control.schedule import per_eval_defaults
-
-        budget_aware = total_steps is not None
-        if brake is _UNRESOLVED:
-            brake = DEFAULT_MARGIN if budget_aware else None
-        super().__init__(optimizer, total_steps=total_steps, brake=brake,
-                         **{**per_eval_defaults(budget_aware), **kwargs})
+                 **kwargs: Any) -> None:
+        super().__init__(optimizer, total_steps=total_steps,
+                         **{**eval_mode_defaults(total_steps is not None), **kwargs})
 
     def step(self, train_loss: Any = None) -> None:  # type: ignore[override]
         """One optimizer step done: the clock moves; ``train_loss`` (optional) feeds the brake."""
