@@ -104,31 +104,33 @@ class TrainerGreedyLR(ClockedGreedyLR):
         self._loss_count = 0
         self._stepped_this_step = False
 
+    def _take_mean_loss(self) -> torch.Tensor | float | None:
+        """The mean of the losses recorded for this optimizer step (None: none), then forget them."""
+        mean = None if self._loss_count == 0 else self._loss_sum / self._loss_count
+        self._loss_sum, self._loss_count = None, 0
+        return mean
+
     def step(self, metric: Any = None) -> None:  # type: ignore[override]
         if metric is not None or self._in_initial_step():
             GreedyLR.step(self, metric)
             return
         if self._stepped_this_step:
             return  # a repeated step for the same optimizer step (AcceleratedScheduler)
+        mean = self._take_mean_loss()
+        self._stepped_this_step = True
         if self.on == "eval":
-            self._stepped_this_step = True
             # Per-evaluation mode: the callback decides on each evaluation; the step's training
             # loss (if recorded) only feeds the brake.
-            loss = None if self._loss_count == 0 else self._loss_sum / self._loss_count
-            self._loss_sum, self._loss_count = None, 0
-            self.tick(loss)
+            self.tick(mean)
             return
-        if self._loss_count == 0:
+        if mean is None:
+            self._stepped_this_step = False
             raise RuntimeError(
                 "GreedyLR was stepped but no training loss was recorded for this optimizer step: "
                 "the model's forward did not return `loss`. Either let the model compute the loss "
                 "(pass labels), or use use_greedy_lr(trainer, capture_model_loss=False) and call "
                 "self.lr_scheduler.record_loss(loss) from your compute_loss."
             )
-        mean = self._loss_sum / self._loss_count
-        self._loss_sum = None
-        self._loss_count = 0
-        self._stepped_this_step = True
         GreedyLR.step(self, mean)
 
 
