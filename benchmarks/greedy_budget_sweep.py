@@ -169,6 +169,13 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # choice, not tuned.
     "eval20_down0_brake": {"factor": 0.8, "patience": 0, "window": 1, "increase_every": 6,
                            "on_eval": True, "train_brake": 1.0},
+    # eval20_down0_brake with climbs on every 2nd improving evaluation, the per-step default's
+    # rule (docs/greedylr.md): a 10x climb takes the whole run, a 10x descent half of it, so both
+    # bounds are reachable. With every 6th, at most ~3 climbs (2x) happen in a 20-evaluation run:
+    # the full suite's x0.1 runs end with the LR at 1.2-1.6x the start and their validation loss
+    # still improving on every evaluation.
+    "eval20_down0_brake_up2": {"factor": 0.8, "patience": 0, "window": 1, "increase_every": 2,
+                               "on_eval": True, "train_brake": 1.0},
     # The brake fired late in digits-cnn/AdamW at the tuned LR (dev half), where the training
     # loss is near zero and heavy-tailed: a 50-step mean doubles on noise. Here it also needs
     # the mean back a quarter of the way from its best to its first value (a real loss of
@@ -612,6 +619,20 @@ def report(cells: list[dict[str, Any]], candidates: list[str]) -> None:
         area = summarize_tracks(mine, subject=name)["profile_area_all_tracks"][name]
         print(f"| {c} | {row[0]} | {row[1]} | {row[2]} | {' / '.join(agob)} | {div} | "
               f"{area:.3f} | {_geomean(every):.3f} |")
+    print("\nRescue (the tuned LR's best fixed schedule as the reference: a track's ratio to the "
+          "best above cannot show a rescue beyond the fixed schedules, which start off too):")
+    tuned_best = {pair: min(m[b] for b in BASELINES if b in m) for pair, m in seed_means(
+        [x for x in cells if x["config"]["lr_scale"] == 1.0
+         and x["config"]["schedule"] in BASELINES]).items()}
+    for c in candidates:
+        parts = []
+        for key in ("0.1", "10"):
+            means = seed_means([x for x in cells if f"{x['config']['lr_scale']:g}" == key
+                                and x["config"]["schedule"] == f"cand_{c}"])
+            ratios = [m[f"cand_{c}"] / tuned_best[p] for p, m in means.items()
+                      if p in tuned_best and tuned_best[p] > 0]
+            parts.append(f"x{key} med {statistics.median(ratios):.3f} / gm {_geomean(ratios):.3f}")
+        print(f"  {c}: seed mean over the tuned LR's best fixed schedule, " + ", ".join(parts))
     base_means: dict[str, list[float]] = defaultdict(list)
     for key in ("0.1", "1", "10"):
         means = seed_means([x for x in cells if f"{x['config']['lr_scale']:g}" == key

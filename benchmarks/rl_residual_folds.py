@@ -1,16 +1,17 @@
-"""Residual RL over ``greedy_step``, judged by leave-workloads-out (issue 11's deep measure).
+"""Residual RL over ``greedy_step`` (or ``--base greedy_eval_budget``), judged by
+leave-workloads-out (issue 11's deep measure).
 
 Fold A trains on the dev half of the quick suite's workloads (the half GreedyLR's defaults were
 chosen on) and is evaluated on the held-out half; fold B swaps them. Per fold:
 
-1. the base runs of the training workloads (``greedy_step``, seeds 1000-1002, every LR track)
+1. the base runs of the training workloads (``--base``, seeds 1000-1002, every LR track)
    come from the benchmark store ``STORE`` (computed there once if missing; a second run of this
    script computes nothing);
 2. PPO trains the residual policy (``OUT/fold-X.safetensors/.json``; reused if present unless
    ``--retrain``);
 3. the policy runs every evaluation cell (held-out workloads, SGD and AdamW, x0.1 / x1 / x10,
    seeds 0-2; stored in ``OUT/runs.sqlite``, so a rerun reuses them), and is compared by seed
-   means with the store's own cells of ``greedy_step`` (its base), cosine, wsd and the other
+   means with the store's own cells of the base, cosine, wsd and the other
    fixed schedules on the same pairs.
 
 Prints per fold and track: as good or better (seed means, 1 % band) than the base, cosine and
@@ -40,7 +41,7 @@ DEV = ("graph-nodes", "reviews-imbalanced", "char-lm", "digits-cnn")
 HELD_OUT = ("mnist1d", "reviews-text", "elec-forecast", "longtail-digits")
 FOLDS = {"A": (DEV, HELD_OUT), "B": (HELD_OUT, DEV)}
 SUBJECT = "rl_residual"
-RIVALS = ("greedy_step", "cosine", "wsd", "constant", "step", "linear", "warmup_cosine",
+RIVALS = ("cosine", "wsd", "constant", "step", "linear", "warmup_cosine",
           "onecycle", "exponential", "polynomial")
 SCALES = (0.1, 1.0, 10.0)
 OPTIMIZERS = ("sgd", "adamw")
@@ -58,7 +59,8 @@ def _run(args: tuple[dict[str, Any], str]) -> Any:
 def variant(args: argparse.Namespace) -> str:
     """File-name suffix of a non-default design (the default: 2x correction, no cloning)."""
     return ((f"-x{args.max_change:g}" if args.max_change != 2.0 else "")
-            + ("-bc" if args.bc else "") + ("-lower" if args.lower_only else ""))
+            + ("-bc" if args.bc else "") + ("-lower" if args.lower_only else "")
+            + ("-eval" if args.base == "greedy_eval_budget" else ""))
 
 
 def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) -> Path:
@@ -69,7 +71,7 @@ def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) 
     config = ResidualTrainConfig(workloads=list(workloads), timesteps=args.timesteps,
                                  seeds=args.train_seeds, seed=args.seed, n_envs=args.workers,
                                  max_log_change=math.log(args.max_change),
-                                 lower_only=args.lower_only)
+                                 lower_only=args.lower_only, base=args.base)
     started = time.perf_counter()
     episodes, computed = base_episodes(config, args.store, workers=args.workers)
     print(f"fold {name}: {len(episodes)} training cells, {computed} base cells computed now "
@@ -102,9 +104,10 @@ def eval_fold(name: str, workloads: tuple[str, ...], stem: Path, args: argparse.
     rivals = rival_cells(workloads, args)
     cells = [{"config": c.config, "results": c.results} for c in ours + rivals]
     summary = summarize_tracks(cells, SUBJECT)
+    summary["base"] = args.base
     summary["divergences"] = sum(c.results.get("status") != "ok" for c in ours)
     summary["base_divergences"] = sum(c.results.get("status") != "ok" for c in rivals
-                                      if c.config["schedule"] == "greedy_step")
+                                      if c.config["schedule"] == args.base)
     summary["eval_workloads"] = list(workloads)
     return summary
 
@@ -139,7 +142,8 @@ def run_policy_cells(stem: Path, schedule: str, workloads: tuple[str, ...],
 def rival_cells(workloads: tuple[str, ...], args: argparse.Namespace) -> list[Any]:
     with ExperimentStore(args.store / STORE_FILENAME, readonly=True) as bench:
         return [c for c in bench.cells(purpose="main")
-                if c.config["workload"] in workloads and c.config["schedule"] in RIVALS
+                if c.config["workload"] in workloads
+                and c.config["schedule"] in RIVALS + (args.base,)
                 and int(c.config["seed"]) < args.eval_seeds]
 
 
@@ -166,7 +170,7 @@ def oracle(args: argparse.Namespace, max_change: float, lower_only: bool) -> dic
     workloads = DEV + HELD_OUT
     cells = []
     config = ResidualTrainConfig(workloads=list(workloads), lower_only=lower_only,
-                                 max_log_change=math.log(max_change))
+                                 max_log_change=math.log(max_change), base=args.base)
     for a in ORACLE_ACTIONS:
         if lower_only and a > 0:
             continue
@@ -175,12 +179,13 @@ def oracle(args: argparse.Namespace, max_change: float, lower_only: bool) -> dic
             for p in network.parameters():
                 p.zero_()
             network.head.bias.fill_(a)
-        stem = args.out / f"constant{a:+g}-x{max_change:g}{'-lower' if lower_only else ''}"
+        stem = args.out / (f"constant{a:+g}-x{max_change:g}{'-lower' if lower_only else ''}"
+                           + ("-eval" if args.base == "greedy_eval_budget" else ""))
         save_policy(network, stem)
         cells += run_policy_cells(stem, f"constant_correction{a:+g}", workloads, args, "oracle")
     rivals = rival_cells(workloads, args)
     by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for c in cells + [r for r in rivals if r.config["schedule"] == "greedy_step"]:
+    for c in cells + [r for r in rivals if r.config["schedule"] == args.base]:
         cfg = c.config
         key = (cfg["workload"], cfg["optimizer"], cfg.get("lr_scale", 1.0))
         by_key.setdefault(key, {}).setdefault(cfg["schedule"], []).append(c)
@@ -194,34 +199,36 @@ def oracle(args: argparse.Namespace, max_change: float, lower_only: bool) -> dic
             chosen.append({"config": {**c.config, "schedule": "oracle"}, "results": c.results})
     summary = summarize_tracks(chosen + [{"config": c.config, "results": c.results}
                                          for c in rivals], "oracle")
+    summary["base"] = args.base
     summary["divergences"] = sum(c["results"].get("status") != "ok" for c in chosen)
     summary["base_divergences"] = sum(c.results.get("status") != "ok" for c in rivals
-                                      if c.config["schedule"] == "greedy_step")
+                                      if c.config["schedule"] == args.base)
     summary["eval_workloads"] = list(workloads)
     return summary
 
 
 def report(name: str, summary: dict[str, Any], subject: str = SUBJECT) -> None:
+    base = summary.get("base", "greedy_step")
     print(f"\n== fold {name}: evaluated on {', '.join(summary['eval_workloads'])} ==")
     for key, track in summary["by_lr_scale"].items():
         vs = track["greedy_vs"]
         parts = [f"{r} {100 * vs[r]['as_good_or_better']:.0f}% of {vs[r]['n']}"
-                 for r in ("greedy_step", "cosine", "wsd") if r in vs]
+                 for r in (base, "cosine", "wsd") if r in vs]
         best = track["ratio_to_best"]
-        ratio = {s: best[s]["median"] for s in (subject, "greedy_step", "cosine", "wsd")
+        ratio = {s: best[s]["median"] for s in (subject, base, "cosine", "wsd")
                  if s in best}
         print(f"x{key}: as good or better than " + ", ".join(parts))
         print("      median ratio to best: " + ", ".join(f"{s} {v:.3f}" for s, v in
                                                           ratio.items() if v is not None))
-        eff = track["effect_sizes"].get("greedy_step", {})
+        eff = track["effect_sizes"].get(base, {})
         if eff.get("median_ratio") is not None:
             lo, hi = eff["ci95"]
-            print(f"      effect vs greedy_step: {eff['median_ratio']:.3f} [{lo:.3f}, {hi:.3f}]")
+            print(f"      effect vs {base}: {eff['median_ratio']:.3f} [{lo:.3f}, {hi:.3f}]")
     area = summary["profile_area_all_tracks"]
     print(f"profile area (all tracks): {subject} {area.get(subject, math.nan):.3f}, "
-          f"greedy_step {area.get('greedy_step', math.nan):.3f}, "
+          f"{base} {area.get(base, math.nan):.3f}, "
           f"cosine {area.get('cosine', math.nan):.3f}, wsd {area.get('wsd', math.nan):.3f}")
-    print(f"divergences: {summary['divergences']} (greedy_step on the same cells: "
+    print(f"divergences: {summary['divergences']} ({base} on the same cells: "
           f"{summary.get('base_divergences', '?')})")
 
 
@@ -239,11 +246,12 @@ def ship(args: argparse.Namespace, results: dict[str, Any]) -> None:
             continue
         folds[name] = {
             "train_workloads": list(train), "held_out_workloads": list(held),
+            "base": args.base,
             "profile_area_all_tracks": {k: summary["profile_area_all_tracks"].get(k)
-                                        for k in (SUBJECT, "greedy_step", "cosine", "wsd")},
+                                        for k in (SUBJECT, args.base, "cosine", "wsd")},
             "as_good_or_better": {
                 track: {r: v["as_good_or_better"] for r, v in t["greedy_vs"].items()
-                        if r in ("greedy_step", "cosine", "wsd")}
+                        if r in (args.base, "cosine", "wsd")}
                 for track, t in summary["by_lr_scale"].items()},
             "divergences": summary["divergences"],
         }
@@ -271,6 +279,9 @@ def main() -> None:
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--max-change", type=float, default=2.0,
                     help="largest correction factor either way (default 2)")
+    ap.add_argument("--base", default="greedy_step",
+                    choices=("greedy_step", "greedy_eval_budget"),
+                    help="the schedule the residual corrects (default %(default)s)")
     ap.add_argument("--lower-only", action="store_true",
                     help="the correction can only lower GreedyLR's LR")
     ap.add_argument("--bc", action="store_true",

@@ -27,10 +27,13 @@ CELL = dict(workload="digits-cnn", optimizer="sgd", seed=3, base_lr=0.1, budget_
             eval_every=10)
 
 
-def _policy(scale: float, seed: int = 0) -> PolicyNetwork:
+BASES = ["greedy_step", "greedy_eval_budget"]
+
+
+def _policy(scale: float, seed: int = 0, base: str = "greedy_step") -> PolicyNetwork:
     """A residual policy: zero weights (scale 0) or random ones scaled by ``scale``."""
     config = ResidualTrainConfig(workloads=["digits-cnn"], lower_only=False,
-                                 max_log_change=math.log(2.0))
+                                 max_log_change=math.log(2.0), base=base)
     network = PolicyNetwork(config.policy_config())
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -43,9 +46,9 @@ def _episode(lr_scale: float = 1.0, base_val: float | None = 1.0) -> ResidualEpi
     return ResidualEpisode(**CELL, lr_scale=lr_scale, base_val_loss=base_val)
 
 
-def _base_cell(lr_scale: float = 1.0) -> CellConfig:
-    return CellConfig(**CELL, schedule="greedy_step", fingerprint=schedule_fingerprint(
-        "greedy_step"), lr_scale=lr_scale)
+def _base_cell(lr_scale: float = 1.0, base: str = "greedy_step") -> CellConfig:
+    return CellConfig(**CELL, schedule=base, fingerprint=schedule_fingerprint(base),
+                      lr_scale=lr_scale)
 
 
 def _play(env: ResidualWorkloadEnv, act) -> tuple[float, dict]:
@@ -58,19 +61,22 @@ def _play(env: ResidualWorkloadEnv, act) -> tuple[float, dict]:
     return total, info
 
 
-@pytest.mark.parametrize("lr_scale", [0.1, 1.0])
-def test_zero_action_env_reproduces_the_base_cell_bit_for_bit(lr_scale):
-    base = run_cell(_base_cell(lr_scale))
-    env = ResidualWorkloadEnv([_episode(lr_scale, base.summary["final_val_loss"])])
+@pytest.mark.parametrize("base_name", BASES)
+@pytest.mark.parametrize("lr_scale", [0.1, 1.0, 10.0])
+def test_zero_action_env_reproduces_the_base_cell_bit_for_bit(lr_scale, base_name):
+    base = run_cell(_base_cell(lr_scale, base_name))
+    env = ResidualWorkloadEnv([_episode(lr_scale, base.summary["final_val_loss"])],
+                              base=base_name)
     total, info = _play(env, lambda obs: 0.0)
     assert env.lrs == base.trajectory_lr
     assert env.val_losses == [v for _, v in base.summary["val_curve"]]
     assert total == 0.0 and info["multiplier"] == 1.0
 
 
-def test_zero_policy_rlscheduler_in_the_runner_reproduces_greedy_step():
-    base = run_cell(_base_cell())
-    zero = _policy(0.0)
+@pytest.mark.parametrize("base_name", BASES)
+def test_zero_policy_rlscheduler_in_the_runner_reproduces_its_base(base_name):
+    base = run_cell(_base_cell(base=base_name))
+    zero = _policy(0.0, base=base_name)
     config = CellConfig(**CELL, schedule="rl_residual")
     ours = run_cell(config, hooks=lambda params, c: policy_hooks(zero, params, c.optimizer,
                                                                  c.lr, c.budget_steps))
@@ -78,14 +84,15 @@ def test_zero_policy_rlscheduler_in_the_runner_reproduces_greedy_step():
     assert ours.summary["val_curve"] == base.summary["val_curve"]
 
 
-def test_env_and_rlscheduler_take_the_same_decisions():
-    policy = _policy(0.5, seed=1)
-    env = ResidualWorkloadEnv([_episode()])
+@pytest.mark.parametrize("base_name", BASES)
+def test_env_and_rlscheduler_take_the_same_decisions(base_name):
+    policy = _policy(0.5, seed=1, base=base_name)
+    env = ResidualWorkloadEnv([_episode()], base=base_name)
     _play(env, policy.act)
     config = CellConfig(**CELL, schedule="rl_residual")
     ours = run_cell(config, hooks=lambda params, c: policy_hooks(policy, params, c.optimizer,
                                                                  c.lr, c.budget_steps))
-    base = run_cell(_base_cell())
+    base = run_cell(_base_cell(base=base_name))
     assert ours.trajectory_lr == env.lrs
     assert ours.trajectory_lr != base.trajectory_lr  # the random policy did correct the LR
 
@@ -110,6 +117,44 @@ def test_correction_multiplies_greedys_own_lr_and_undoes_cleanly():
                                                            rel=1e-12)
     residual.act(-1.0)
     assert opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"] / 2)
+
+
+def test_eval_base_correction_multiplies_eval_greedys_own_lr():
+    """Over EvalGreedyLR: each validation loss is the base's decision, and the correction
+    multiplies the LR the base chose (also across a brake descent)."""
+    from learnlr.torch.clocked import EvalGreedyLR
+
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    residual = GreedyResidual(opt, 400, max_log_change=math.log(2.0), base="greedy_eval_budget")
+    ref = EvalGreedyLR(ref_opt, total_steps=400)
+    rng = np.random.default_rng(0)
+    m = 1.0
+    for t in range(400):
+        loss = 1.0 / (t + 1) + (5.0 if 200 <= t < 260 else 0.0)  # a jump: the brake fires
+        model.weight.grad = torch.ones_like(model.weight)
+        residual.record(loss)
+        ref.step(loss)
+        if t % 20 == 19:
+            val = float(rng.uniform(0.5, 1.0))
+            residual.record_validation(val)
+            ref.decide(val)
+            a = float(rng.uniform(-1, 1))
+            residual.act(a)
+            m = 2.0 ** a
+        assert opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"] * m,
+                                                           rel=1e-12)
+    assert ref.brake is not None and ref.brake.state_dict() == residual.greedy.brake.state_dict()
+    assert residual.greedy.brake.state_dict()["num_brakes"] > 0  # the jump did brake
+
+
+def test_unknown_base_is_a_value_error_naming_it():
+    opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="base must be one of .*'cosine'"):
+        GreedyResidual(opt, 10, max_log_change=1.0, base="cosine")
+    with pytest.raises(ValueError, match="base must be one of"):
+        ResidualTrainConfig(workloads=["digits-cnn"], base="cosine")
 
 
 def test_paired_reward():
@@ -334,3 +379,17 @@ def test_correction_follows_greedy_through_decisions_and_the_anneal():
             residual.act(-1.0)
         assert opt.param_groups[0]["lr"] == pytest.approx(
             ref_opt.param_groups[0]["lr"] * (0.25 if t >= 3 else 1.0), rel=1e-12)
+
+
+def test_policy_file_keeps_its_base_and_old_files_correct_greedy_step(tmp_path):
+    policy = _policy(0.1, base="greedy_eval_budget")
+    save_policy(policy, tmp_path / "p")
+    assert load_policy(tmp_path / "p").config.base == "greedy_eval_budget"
+    raw = json.loads((tmp_path / "p.json").read_text())
+    del raw["base"]  # a file written before the field existed
+    (tmp_path / "p.json").write_text(json.dumps(raw))
+    assert load_policy(tmp_path / "p").config.base == "greedy_step"
+    raw["base"] = "cosine"
+    (tmp_path / "p.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="base must be one of"):
+        load_policy(tmp_path / "p")

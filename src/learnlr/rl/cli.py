@@ -257,14 +257,15 @@ def _print_summary(summary: dict, budget: int) -> None:
 
 
 def _register_residual(rl_sub: argparse._SubParsersAction) -> None:
+    from learnlr.rl.residual import RESIDUAL_BASES
     from learnlr.rl.residual_training import ResidualTrainConfig
 
     d = ResidualTrainConfig(workloads=["digits-cnn"])
     res = rl_sub.add_parser(
         "train-residual", help="train a residual policy over GreedyLR on benchmark workloads",
-        description="PPO learns a correction of the budget-aware GreedyLR (greedy_step), acting "
+        description="PPO learns a correction of the budget-aware GreedyLR (--base), acting "
                     "after each evaluation; each episode's reward is its final validation loss "
-                    "against the greedy_step cell of the same workload, optimizer, seed and LR "
+                    "against the base's cell of the same workload, optimizer, seed and LR "
                     "track, read from the benchmark store (missing base cells are computed and "
                     "stored there once).")
     res.add_argument("--store", type=Path, required=True, metavar="DIR",
@@ -289,6 +290,9 @@ def _register_residual(rl_sub: argparse._SubParsersAction) -> None:
     res.add_argument("--suite", default=d.suite, choices=("tiny", "quick", "full"),
                      help="budgets and base-LR protocol of this bench suite (default "
                           "%(default)s)")
+    res.add_argument("--base", default=d.base, choices=RESIDUAL_BASES,
+                     help="the schedule corrected: greedy_step (GreedyLR per step) or "
+                          "greedy_eval_budget (EvalGreedyLR) (default %(default)s)")
     res.add_argument("--both-ways", action="store_true",
                      help="let the correction raise GreedyLR's LR too (default: only lower it; "
                           "GreedyLR climbs by itself)")
@@ -296,7 +300,7 @@ def _register_residual(rl_sub: argparse._SubParsersAction) -> None:
                      help="largest correction factor, > 1 (default %(default)g)")
     res.add_argument("--bc", action="store_true",
                      help="warm start: clone, from the store's finished cells of these "
-                          "workloads, the correction that turns greedy_step into the best "
+                          "workloads, the correction that turns the base into the best "
                           "schedule of each cell; then PPO")
     res.add_argument("--out", type=Path, required=True,
                      help="path stem: writes OUT.safetensors and OUT.json")
@@ -332,7 +336,7 @@ def _train_residual(args: argparse.Namespace) -> int:
                                      first_seed=args.first_seed, timesteps=args.timesteps,
                                      n_envs=args.workers, seed=args.seed, suite=args.suite,
                                      max_log_change=_log_change(args.max_change),
-                                     lower_only=not args.both_ways)
+                                     lower_only=not args.both_ways, base=args.base)
         episodes, computed = base_episodes(config, args.store, workers=args.workers)
         warm = None
         if args.bc:
@@ -353,7 +357,8 @@ def _train_residual(args: argparse.Namespace) -> int:
                           str(args.seeds), "--first-seed", str(args.first_seed),
                           "--timesteps", str(args.timesteps), "--workers", str(args.workers),
                           "--seed", str(args.seed), "--suite", args.suite,
-                          "--max-change", f"{args.max_change:g}", "--out", str(args.out)]
+                          "--max-change", f"{args.max_change:g}", "--base", args.base,
+                          "--out", str(args.out)]
                          + (["--bc"] if args.bc else [])
                          + (["--both-ways"] if args.both_ways else []))
     network = train_residual(config, episodes, progress=not args.no_progress, command=command,

@@ -48,6 +48,9 @@ class PolicyConfig:
     lower_only: bool = False
     """Residual policies: the correction can only lower the base's LR (positive actions act as
     0)."""
+    base: str = "greedy_step"
+    """Residual policies: the benchmark schedule corrected (:data:`learnlr.rl.residual.
+    RESIDUAL_BASES`; files written before this field existed correct ``greedy_step``)."""
     workload: str = "nmf"
     """Workload family the policy was trained on."""
     training: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +71,10 @@ class PolicyConfig:
             raise ValueError(f"steps_per_action must be >= 1, got {self.steps_per_action}")
         if not (0 < self.max_log_change <= 5):
             raise ValueError(f"max_log_change must be in (0, 5], got {self.max_log_change}")
+        if self.kind == "greedy_residual":
+            from learnlr.rl.residual import check_base
+
+            check_base(self.base)
 
 
 class PolicyNetwork(nn.Module):

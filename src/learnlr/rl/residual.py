@@ -1,9 +1,12 @@
 """Residual LR control: a learned, bounded correction on top of the budget-aware GreedyLR.
 
-The base is ``GreedyLR(optimizer, total_steps=N)`` exactly as the benchmark's ``greedy_step``
-builds it. After every validation evaluation the policy sets a multiplier
-``m = exp(a * max_log_change)`` (``a`` in ``[-1, 1]``) and from then on every update uses
-``m x`` GreedyLR's own LR (its decisions, warmup and final anneal are unchanged underneath).
+The base (:data:`RESIDUAL_BASES`) is built exactly as the benchmark builds it: ``greedy_step``
+(``GreedyLR(optimizer, total_steps=N)``, decisions on the per-step training loss) or
+``greedy_eval_budget`` (``EvalGreedyLR(optimizer, total_steps=N)``: one decision per evaluation
+on the validation loss, a training-loss brake). After every validation evaluation the policy
+sets a multiplier ``m = exp(a * max_log_change)`` (``a`` in ``[-1, 1]``) and from then on every
+update uses ``m x`` the base's own LR (its decisions, warmup and final anneal are unchanged
+underneath).
 
 Why residual: training starts from a strong schedule, and a zero action is the base itself. While
 ``m`` is exactly 1 the optimizer's LRs are never written here, so a zero policy reproduces the
@@ -31,9 +34,32 @@ from torch.optim import Optimizer
 
 from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
 
-__all__ = ["GreedyResidual", "residual_observation"]
+__all__ = ["RESIDUAL_BASES", "GreedyResidual", "build_base", "check_base",
+           "residual_observation"]
 
 _STATE_VERSION = 1
+
+RESIDUAL_BASES = ("greedy_step", "greedy_eval_budget")
+"""The benchmark schedules a residual policy can correct (a policy file names its own)."""
+
+
+def check_base(base: str) -> str:
+    """``base`` if it is one of :data:`RESIDUAL_BASES`, else a ValueError naming it."""
+    if base not in RESIDUAL_BASES:
+        raise ValueError(f"base must be one of {list(RESIDUAL_BASES)}, got {base!r}")
+    return base
+
+
+def build_base(base: str, optimizer: Optimizer, total_steps: int) -> Any:
+    """The base scheduler exactly as the benchmark's schedule ``base`` builds it."""
+    check_base(base)
+    if base == "greedy_eval_budget":
+        from learnlr.torch.clocked import EvalGreedyLR
+
+        return EvalGreedyLR(optimizer, total_steps=total_steps)
+    from learnlr.torch.greedy import GreedyLR
+
+    return GreedyLR(optimizer, total_steps=total_steps)
 
 
 def _log(x: float) -> float:
@@ -68,16 +94,18 @@ class GreedyResidual:
         feature_window: losses in the variance feature.
         lower_only: positive actions act as 0: the correction only ever lowers GreedyLR's LR
             (which already climbs by itself).
+        base: which GreedyLR is corrected (:data:`RESIDUAL_BASES`); with
+            ``"greedy_eval_budget"`` each validation loss is also its one decision.
     """
 
     def __init__(self, optimizer: Optimizer, total_steps: int, *, max_log_change: float,
-                 feature_window: int = 10, lower_only: bool = False) -> None:
-        from learnlr.torch.greedy import GreedyLR
-
+                 feature_window: int = 10, lower_only: bool = False,
+                 base: str = "greedy_step") -> None:
         if not (0 < max_log_change <= 5):
             raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
-        # Built first, right after the optimizer: exactly the bench's greedy_step.
-        self.greedy = GreedyLR(optimizer, total_steps=total_steps)
+        self.base = check_base(base)
+        # Built first, right after the optimizer: exactly the bench's schedule `base`.
+        self.greedy = build_base(base, optimizer, total_steps)
         self.optimizer = optimizer
         self.total_steps = total_steps
         self.max_log_change = max_log_change
@@ -107,13 +135,20 @@ class GreedyResidual:
             self.features.record(value)
         self.loss = value
         self.calls += 1
+        self._rescale()
+
+    def _rescale(self) -> None:
         # GreedyLR publishes a new list whenever it writes the optimizer's LRs (a decision, the
         # warmup, the anneal); in between the optimizer still holds the scaled LRs: no write.
         if self._scaled and self.greedy.get_last_lr() is not self._scaled_from:
             self._write()
 
     def record_validation(self, val_loss: float) -> None:
-        """A validation loss (after an evaluation); the observation's validation features."""
+        """A validation loss (after an evaluation): the base's decision when it decides on
+        evaluations, and the observation's validation features."""
+        if self.base == "greedy_eval_budget":
+            self.greedy.decide(val_loss)  # as the bench's greedy_eval_budget: every value
+            self._rescale()
         if not math.isfinite(val_loss):
             return
         if self.val_first is None:
@@ -176,7 +211,4 @@ class GreedyResidual:
         self.loss = float(state["loss"])
         self.val_first, self.val_best, self.val_last = state["val"]
         self._scaled = bool(state["scaled"])
-        # GreedyLR publishes a new list whenever it writes the optimizer's LRs (a decision, the
-        # warmup, the anneal); in between the optimizer still holds the scaled LRs: no write.
-        if self._scaled and self.greedy.get_last_lr() is not self._scaled_from:
-            self._write()
+        self._rescale()

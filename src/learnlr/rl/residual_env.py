@@ -12,13 +12,13 @@ validation evaluation of the cell (``eval_every``), exactly where
 * **Action**: ``a`` in ``[-1, 1]``; until the next evaluation every update uses
   ``exp(a * max_log_change) x`` GreedyLR's LR.
 * **Reward**: 0 until the end, then ``log(base / final)`` where ``final`` is the run's final
-  validation loss and ``base`` the final validation loss of the *same cell* under the base
-  schedule (``greedy_step``: same workload, optimizer, seed and LR track), read from the
-  experiment store. Pairing removes the seed's and the workload's own difficulty from the
-  return: the agent is paid for beating the base, not for drawing an easy run. A divergence
-  (:func:`learnlr.control.divergence.has_diverged`, or a non-finite final validation loss) ends
-  the episode with ``-divergence_penalty``. A finished run whose base diverged gets
-  ``+1``. The end of the budget truncates the episode.
+  validation loss and ``base`` the final validation loss of the *same cell* (workload,
+  optimizer, seed and LR track) under the base schedule (``base=``, by default ``greedy_step``),
+  read from the experiment store. Pairing removes the seed's and the workload's own difficulty
+  from the return: the agent is paid for beating the base, not for drawing an easy run. A
+  divergence (:func:`learnlr.control.divergence.has_diverged`, or a non-finite final
+  validation loss) ends the episode with ``-divergence_penalty``. A finished run whose base
+  diverged gets ``+1``. The end of the budget truncates the episode.
 
 Episodes are drawn uniformly from ``episodes`` (:class:`ResidualEpisode`, built by
 :func:`learnlr.rl.residual_training.base_episodes` from the store) with ``self.np_random``:
@@ -42,12 +42,13 @@ from learnlr.bench.schedules import TrainingHooks, make_optimizer
 from learnlr.bench.workloads import shared_workload
 from learnlr.control.divergence import has_diverged
 from learnlr.rl.features import GREEDY_RESIDUAL_FEATURE_NAMES, OBS_LIMIT
-from learnlr.rl.residual import GreedyResidual
+from learnlr.rl.residual import GreedyResidual, check_base
 
 __all__ = ["ResidualEpisode", "ResidualWorkloadEnv", "paired_reward"]
 
 BASE_SCHEDULE = "greedy_step"
-"""The benchmark schedule a residual policy corrects (``GreedyLR(opt, total_steps=budget)``)."""
+"""The benchmark schedule a residual policy corrects by default
+(``GreedyLR(opt, total_steps=budget)``; :data:`learnlr.rl.residual.RESIDUAL_BASES` lists all)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class ResidualEpisode:
     budget_steps: int
     eval_every: int
     base_val_loss: float | None
-    """Final validation loss of the ``greedy_step`` cell; None if that run diverged."""
+    """Final validation loss of the base schedule's cell; None if that run diverged."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResidualEpisode:
@@ -72,9 +73,9 @@ class ResidualEpisode:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    def base_cell(self, fingerprint: str) -> CellConfig:
+    def base_cell(self, fingerprint: str, base: str = BASE_SCHEDULE) -> CellConfig:
         """The base schedule's cell of this episode (its hash finds it in the store)."""
-        return CellConfig(self.workload, self.optimizer, BASE_SCHEDULE, self.seed, self.base_lr,
+        return CellConfig(self.workload, self.optimizer, base, self.seed, self.base_lr,
                           self.budget_steps, self.eval_every, fingerprint, lr_scale=self.lr_scale)
 
 
@@ -105,7 +106,8 @@ class _Hooks:
 
 
 class ResidualWorkloadEnv(gym.Env):
-    """Residual LR control over ``greedy_step`` on benchmark cells (see the module docstring).
+    """Residual LR control over ``greedy_step`` (or ``base``) on benchmark cells (see the
+    module docstring).
 
     Args:
         episodes: the cells to draw from (dicts or :class:`ResidualEpisode`).
@@ -114,6 +116,8 @@ class ResidualWorkloadEnv(gym.Env):
         feature_window: losses in the variance feature.
         divergence_penalty: the reward of a run that diverges (it also clips the paired reward).
         lower_only: the correction can only lower GreedyLR's LR.
+        base: the schedule corrected (:data:`learnlr.rl.residual.RESIDUAL_BASES`); the
+            episodes' ``base_val_loss`` must come from its cells.
     """
 
     metadata = {"render_modes": []}
@@ -121,7 +125,7 @@ class ResidualWorkloadEnv(gym.Env):
     def __init__(self, episodes: Sequence[ResidualEpisode | Mapping[str, Any]],
                  seed: int | None = None, *, max_log_change: float = math.log(2.0),
                  feature_window: int = 10, divergence_penalty: float = 2.0,
-                 lower_only: bool = False) -> None:
+                 lower_only: bool = False, base: str = BASE_SCHEDULE) -> None:
         super().__init__()
         self.episodes = [e if isinstance(e, ResidualEpisode) else ResidualEpisode.from_json(e)
                          for e in episodes]
@@ -133,6 +137,7 @@ class ResidualWorkloadEnv(gym.Env):
             raise ValueError(f"divergence_penalty must be finite and > 0, got {divergence_penalty}")
         self.max_log_change = max_log_change
         self.lower_only = lower_only
+        self.base = check_base(base)
         self.feature_window = feature_window
         self.divergence_penalty = divergence_penalty
         self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT,
@@ -186,7 +191,7 @@ class ResidualWorkloadEnv(gym.Env):
             self.residual = GreedyResidual(opt, ep.budget_steps,
                                            max_log_change=self.max_log_change,
                                            feature_window=self.feature_window,
-                                           lower_only=self.lower_only)
+                                           lower_only=self.lower_only, base=self.base)
             return TrainingHooks(opt, _Hooks(self.residual), step_on="step_loss_then_eval")
 
         self.run = TrainingRun.start(shared_workload(ep.workload), ep.seed, build,

@@ -1,7 +1,8 @@
-"""Train a residual policy over ``greedy_step`` from the experiment store (``learnlr[rl]``).
+"""Train a residual policy over ``greedy_step`` (or ``greedy_eval_budget``) from the experiment
+store (``learnlr[rl]``).
 
 The store is the agent's memory. The base runs that pair every episode's reward are ordinary
-benchmark cells (schedule ``greedy_step``, training seeds ``first_seed ..``), computed through
+benchmark cells (the base schedule, training seeds ``first_seed ..``), computed through
 :func:`learnlr.bench.benchmark.run_benchmark`: a cell the store already holds is read, never
 recomputed, so a second training run on the same store only trains. The base LRs are the
 store's tuned ones (the bench's protocol), so the LR tracks mean what they mean in the report.
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
+from learnlr.rl.residual import check_base
 from learnlr.rl.residual_env import BASE_SCHEDULE, ResidualEpisode
 from learnlr.rl.training import PPOSettings, check_positive_int
 
@@ -60,9 +62,12 @@ class ResidualTrainConfig(PPOSettings):
     lower_only: bool = True
     """The correction can only lower GreedyLR's LR (GreedyLR already climbs by itself; raising
     on top of its climb diverged runs in the leave-workloads-out study, docs/rl.md)."""
+    base: str = BASE_SCHEDULE
+    """The benchmark schedule corrected (:data:`learnlr.rl.residual.RESIDUAL_BASES`)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_base(self.base)
         check_positive_int("seeds", self.seeds)
         if not self.workloads:
             raise ValueError("workloads must name at least one benchmark workload")
@@ -77,7 +82,7 @@ class ResidualTrainConfig(PPOSettings):
         return PolicyConfig(hidden_sizes=list(self.hidden_sizes), activation="tanh",
                             max_log_change=self.max_log_change,
                             feature_names=list(GREEDY_RESIDUAL_FEATURE_NAMES),
-                            kind="greedy_residual", lower_only=self.lower_only,
+                            kind="greedy_residual", lower_only=self.lower_only, base=self.base,
                             workload=",".join(self.workloads),
                             training=training or {})
 
@@ -98,7 +103,7 @@ def base_episodes(config: ResidualTrainConfig, store_dir: str | Path, *, workers
     suite = dataclasses.replace(SUITES[config.suite], lr_scales=tuple(config.lr_scales))
     request = BenchRequest(suite=suite, out_dir=Path(store_dir),
                            workloads=tuple(config.workloads),
-                           optimizers=tuple(config.optimizers), schedules=(BASE_SCHEDULE,),
+                           optimizers=tuple(config.optimizers), schedules=(config.base,),
                            seeds=config.seeds, first_seed=config.first_seed, workers=workers,
                            purpose="rl-base")
     plan = run_benchmark(request, progress) if progress is not None else run_benchmark(request)
@@ -118,18 +123,18 @@ def base_episodes(config: ResidualTrainConfig, store_dir: str | Path, *, workers
     return episodes, plan.computed
 
 
-CLONE_RIVALS = ("constant", "step", "linear", "cosine", "wsd", "greedy_step")
-"""The schedules whose best run per cell the behaviour-cloning targets imitate (those that run
-on every LR track)."""
+CLONE_RIVALS = ("constant", "step", "linear", "cosine", "wsd")
+"""The fixed schedules whose best run per cell (or the base's own) the behaviour-cloning targets
+imitate (those that run on every LR track)."""
 
 
 def clone_targets(config: ResidualTrainConfig, store_dir: str | Path
                   ) -> tuple[np.ndarray, np.ndarray, int]:
     """Behaviour-cloning data from the store: per finished benchmark cell of the training
-    workloads, the correction that would turn ``greedy_step``'s LR into the LR of the best
-    schedule of that cell (same workload, optimizer, seed and LR track).
+    workloads, the correction that would turn the base's LR (``config.base``) into the LR of the
+    best schedule of that cell (same workload, optimizer, seed and LR track; the base included).
 
-    Observations are rebuilt along the stored ``greedy_step`` run at its evaluations, as
+    Observations are rebuilt along the stored base run at its evaluations, as
     :meth:`GreedyResidual.observation` sees them (the store has no gradient norms: that feature
     is 0), with the previous target as the current correction. The target of a decision is the
     mean of ``log(best LR / greedy LR)`` until the next evaluation, over ``max_log_change``,
@@ -142,7 +147,8 @@ def clone_targets(config: ResidualTrainConfig, store_dir: str | Path
         for cell in store.cells(purpose="main"):
             c = cell.config
             if (c["workload"] in config.workloads and c["optimizer"] in config.optimizers
-                    and c["schedule"] in CLONE_RIVALS and cell.results.get("status") == "ok"
+                    and c["schedule"] in CLONE_RIVALS + (config.base,)
+                    and cell.results.get("status") == "ok"
                     and float(c.get("lr_scale", 1.0)) in config.lr_scales):
                 key = (c["workload"], c["optimizer"], c["seed"], c.get("lr_scale", 1.0))
                 groups.setdefault(key, {})[c["schedule"]] = cell
@@ -150,16 +156,16 @@ def clone_targets(config: ResidualTrainConfig, store_dir: str | Path
         actions: list[float] = []
         used = 0
         for group in groups.values():
-            if "greedy_step" not in group or len(group) < 2:
+            if config.base not in group or len(group) < 2:
                 continue  # no rival of the same cell: nothing to imitate
             best = min(group.values(), key=lambda cell: cell.results["final_val_loss"])
-            base = store.trajectory(group["greedy_step"].hash)
+            base = store.trajectory(group[config.base].hash)
             target_lrs = store.trajectory(best.hash).lr
             if _clone_cell(base, target_lrs, config.max_log_change, obs, actions,
                            high=0.0 if config.lower_only else 1.0):
                 used += 1
     if not obs:
-        raise ValueError(f"the store in {str(store_dir)!r} has no finished greedy_step cells of "
+        raise ValueError(f"the store in {str(store_dir)!r} has no finished {config.base} cells of "
                          f"{config.workloads} to clone from")
     return np.stack(obs), np.asarray(actions, dtype=np.float32)[:, None], used
 
@@ -198,11 +204,12 @@ def _clone_cell(base: Any, target_lrs: list[float], max_log_change: float,
 
 
 def _make_env(episodes: list[dict[str, Any]], max_log_change: float,
-              divergence_penalty: float, lower_only: bool) -> Any:
+              divergence_penalty: float, lower_only: bool, base: str) -> Any:
     from learnlr.rl.residual_env import ResidualWorkloadEnv
 
     return ResidualWorkloadEnv(episodes, max_log_change=max_log_change,
-                               divergence_penalty=divergence_penalty, lower_only=lower_only)
+                               divergence_penalty=divergence_penalty, lower_only=lower_only,
+                               base=base)
 
 
 def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode], *,
@@ -220,7 +227,7 @@ def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode],
     env_kwargs = {"episodes": [e.to_json() for e in episodes],
                   "max_log_change": config.max_log_change,
                   "divergence_penalty": config.divergence_penalty,
-                  "lower_only": config.lower_only}
+                  "lower_only": config.lower_only, "base": config.base}
     vec_cls = SubprocVecEnv if config.n_envs > 1 else DummyVecEnv
     vec_env = make_vec_env(_make_env, n_envs=config.n_envs, seed=config.seed,
                            env_kwargs=env_kwargs, vec_env_cls=vec_cls)
@@ -233,7 +240,7 @@ def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode],
     finally:
         vec_env.close()
     training = {
-        "algorithm": "PPO (stable-baselines3), residual over greedy_step",
+        "algorithm": f"PPO (stable-baselines3), residual over {config.base}",
         "config": asdict(config),
         "episodes": len(episodes),
         "warm_start": warm_start is not None,

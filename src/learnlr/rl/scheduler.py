@@ -64,12 +64,12 @@ class RLScheduler(LRScheduler):
     """Drive the learning rate with a trained policy; call ``step(metric)`` like GreedyLR.
 
     **Residual policies** (``policy.config.kind == "greedy_residual"``, e.g. the shipped
-    ``"deep"``): the scheduler is ``GreedyLR(optimizer, total_steps=total_steps)`` plus a
-    learned correction (:mod:`learnlr.rl.residual`). Call ``step(loss)`` after every optimizer
-    step and ``decide(val_loss)`` after every evaluation; after each evaluation the policy sets
-    a multiplier of GreedyLR's LR, at most ``exp(max_log_change)`` either way (only downwards
-    for a ``lower_only`` policy such as ``"deep"``). Without ``decide`` calls it is exactly
-    GreedyLR.
+    ``"deep"``): the scheduler is the policy's base (``policy.config.base``:
+    ``GreedyLR(optimizer, total_steps=total_steps)`` or ``EvalGreedyLR(...)``) plus a learned
+    correction (:mod:`learnlr.rl.residual`). Call ``step(loss)`` after every optimizer step and
+    ``decide(val_loss)`` after every evaluation; after each evaluation the policy sets a
+    multiplier of the base's LR, at most ``exp(max_log_change)`` either way (only downwards for
+    a ``lower_only`` policy). A zero correction is exactly the base.
 
     **Direct policies** (``"direct"``, e.g. ``"nmf"``):
     Every ``policy.config.steps_per_action`` calls the policy looks at the loss statistics, the
@@ -127,7 +127,8 @@ class RLScheduler(LRScheduler):
             self.residual = GreedyResidual(optimizer, total_steps,
                                            max_log_change=self.policy.config.max_log_change,
                                            feature_window=self.policy.config.feature_window,
-                                           lower_only=self.policy.config.lower_only)
+                                           lower_only=self.policy.config.lower_only,
+                                           base=self.policy.config.base)
         self.total_steps = total_steps
         self.lr_bound = lr_bound
         self.max_lr_factor = max_lr_factor
@@ -178,7 +179,9 @@ class RLScheduler(LRScheduler):
         """Residual policies: after each evaluation, pass the validation loss; the policy then
         sets its correction of GreedyLR's LR until the next evaluation.
 
-        A run that never calls it is exactly ``GreedyLR(opt, total_steps=N)``.
+        With a ``greedy_step`` base a run that never calls it is exactly
+        ``GreedyLR(opt, total_steps=N)``; with ``greedy_eval_budget`` the value is also the
+        base's one decision.
         """
         if self.residual is None:
             raise TypeError("decide() is for greedy_residual policies; a direct policy acts in "

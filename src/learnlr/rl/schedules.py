@@ -76,14 +76,18 @@ def _pretrained(name: str) -> Callable[[Sequence[torch.nn.Parameter], BuildConte
 
 
 def _residual_fingerprint() -> str:
-    """The policy's digest and GreedyLR's defaults (its base): a change to either re-runs
+    """The policy's digest and its base schedule's defaults: a change to either re-runs
     ``rl_deep``'s cells."""
-    return f"{policy_fingerprint('deep')()}+{schedule_fingerprint('greedy_step')}"
+    from learnlr.rl.policy import load_policy
+    from learnlr.rl.scheduler import pretrained_path
+
+    base = load_policy(pretrained_path("deep")).config.base
+    return f"{policy_fingerprint('deep')()}+{schedule_fingerprint(base)}"
 
 
 # `rl`: the PPO policy trained on NMF only (a transfer test, not a tuned deep-net agent).
-# `rl_deep`: the residual policy over greedy_step, trained on the benchmark workloads
-# (learnlr.rl.residual_env; its leave-workloads-out figures are in its JSON).
+# `rl_deep`: the residual policy over its base (the policy file names it), trained on the
+# benchmark workloads (learnlr.rl.residual_env; its leave-workloads-out figures are in its JSON).
 # Placed after hf_greedy, where they always stood in the report's order.
 register_schedule(ScheduleSpec(
     "rl", "adaptive",
@@ -92,7 +96,7 @@ register_schedule(ScheduleSpec(
 ), after="hf_greedy")
 register_schedule(ScheduleSpec(
     "rl_deep", "adaptive",
-    "learnlr RLScheduler: PPO residual over greedy_step (a correction set after each "
+    "learnlr RLScheduler: PPO residual over budget-aware GreedyLR (a correction set after each "
     "evaluation), trained on the benchmark workloads",
     _pretrained("deep"), requires=("safetensors",), fingerprint=_residual_fingerprint,
 ), after="rl")
