@@ -193,8 +193,9 @@ def test_second_training_run_on_the_same_store_recomputes_no_base_cell(tmp_path)
     assert run_cell(cell).summary["final_val_loss"] == episodes[0].base_val_loss
 
 
-def test_rlscheduler_resume_is_exact(tmp_path):
-    policy = _policy(0.5, seed=2)
+@pytest.mark.parametrize("base_name", BASES)
+def test_rlscheduler_resume_is_exact(tmp_path, base_name):
+    policy = _policy(0.5, seed=2, base=base_name)
 
     def make():
         torch.manual_seed(0)
@@ -277,8 +278,9 @@ def test_train_residual_cli_bad_workload_is_a_usage_error(tmp_path, capsys):
     assert "nope" in err and "valid workloads" in err and "Traceback" not in err
 
 
-def test_clone_targets_rebuild_the_envs_observations_from_the_store(tmp_path):
-    """Cloned observations along a stored greedy_step run are the ones the env shows at zero
+@pytest.mark.parametrize("base_name", BASES)
+def test_clone_targets_rebuild_the_envs_observations_from_the_store(tmp_path, base_name):
+    """Cloned observations along a stored base run are the ones the env shows at zero
     action (but for the gradient feature, which the store does not keep), and the targets are
     the mean log LR ratio to the best run until the next evaluation."""
     from dataclasses import replace
@@ -291,16 +293,16 @@ def test_clone_targets_rebuild_the_envs_observations_from_the_store(tmp_path):
 
     suite = replace(SUITES["tiny"], lr_scales=(1.0,))
     run_benchmark(BenchRequest(suite=suite, out_dir=tmp_path, workloads=("reviews-imbalanced",),
-                               optimizers=("sgd",), schedules=("greedy_step", "constant"),
+                               optimizers=("sgd",), schedules=(base_name, "constant"),
                                seeds=1))
     config = ResidualTrainConfig(workloads=["reviews-imbalanced"], optimizers=["sgd"],
-                                 lr_scales=[1.0], suite="tiny")
+                                 lr_scales=[1.0], suite="tiny", base=base_name)
     obs, actions, used = clone_targets(config, tmp_path)
     assert used == 1 and obs.shape == (len(actions), len(GREEDY_RESIDUAL_FEATURE_NAMES))
     assert np.all(np.abs(actions) <= 1.0)
     with ExperimentStore(tmp_path / STORE_FILENAME, readonly=True) as store:
         base = next(c for c in store.cells(purpose="main")
-                    if c.config["schedule"] == "greedy_step")
+                    if c.config["schedule"] == base_name)
         trajectory = store.trajectory(base.hash)
     own_obs: list[np.ndarray] = []
     own_actions: list[float] = []
@@ -317,7 +319,7 @@ def test_clone_targets_rebuild_the_envs_observations_from_the_store(tmp_path):
     c = base.config
     env = ResidualWorkloadEnv([ResidualEpisode(
         c["workload"], c["optimizer"], c["seed"], c["base_lr"], 1.0, c["budget_steps"],
-        c["eval_every"], base.results["final_val_loss"])])
+        c["eval_every"], base.results["final_val_loss"])], base=base_name)
     seen = [env.reset(seed=0)[0]]
     for _ in own_actions[:-1]:
         seen.append(env.step(np.zeros(1))[0])
