@@ -186,6 +186,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # near-zero, heavy-tailed loss (digits-cnn/AdamW at its tuned LR, where the mean brake fires
     # late and costs 6-19 %) moves the mean, not the median; a blow-up (elec-forecast/SGD at
     # x10: 3-4x above the best for 200 steps) moves both. A robust statistic, no new constant.
+    # Rejected (docs/greedylr.md): at x10 the blow-up starts as a heavy tail, which it ignores.
     "eval20_down0_brake_median": {"factor": 0.8, "patience": 0, "window": 1,
                                   "increase_every": 6, "on_eval": True, "train_brake": 1.0,
                                   "brake_median": True},
