@@ -139,7 +139,7 @@ def test_epoch_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
         BUDGET_PER_EVAL["increase_every"])
     # The training losses training_step returned reached the brake (its last 50).
     assert sched.brake is not None
-    assert sched.brake._mean.values() == pytest.approx(model.train_losses[-50:], rel=1e-6)
+    assert sched.brake.values() == pytest.approx(model.train_losses[-50:], rel=1e-6)
     # The envelope's clock is the optimizer step; the decisions follow the epochs.
     assert sched.last_epoch == sched.budget.total_steps == t.global_step == 4 * BATCHES_PER_EPOCH
     assert sched.controller.num_calls == 4

@@ -204,7 +204,7 @@ def test_eval_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
     micro = rec.micro_losses
     per_step = [(micro[2 * i] + micro[2 * i + 1]) / 2 for i in range(10)]
     assert sched.brake is not None
-    assert sched.brake._mean.values() == pytest.approx(per_step[2:], rel=1e-5)
+    assert sched.brake.values() == pytest.approx(per_step[2:], rel=1e-5)
     # The envelope follows the 10 optimizer steps; decisions follow the evaluations after the
     # warmup (after steps 4, 6, 8, 10; the one after step 2 judges a warmup update).
     assert sched.last_epoch == sched.budget.total_steps == 10

@@ -49,7 +49,7 @@ def test_warmup_updates_are_not_shown_to_the_brake():
     sched = make(warmup_steps=40)
     for loss in [1.0] * 20 + [5.0] * 20:  # a blow-up inside the LR warmup only
         sched.tick(loss)
-    assert sched.brake.num_brakes == 0 and len(sched.brake._mean) == 0
+    assert sched.brake.num_brakes == 0 and len(sched.brake.values()) == 0
 
 
 def test_resume_mid_run_continues_bit_for_bit():

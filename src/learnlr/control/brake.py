@@ -60,6 +60,10 @@ class LossBrake:
     def window(self) -> int:
         return self._mean.size
 
+    def values(self) -> list[float]:
+        """The training losses in the window, oldest first."""
+        return self._mean.values()
+
     def push(self, value: float) -> bool:
         """Record one training loss. Non-finite values are ignored (the run has diverged
         already, or the step was skipped): the brake acts before that."""
