@@ -35,6 +35,7 @@ from learnlr.bench.records import CellConfig
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore
 from learnlr.bench.summary import json_safe, summarize_tracks
 from learnlr.bench.workloads import WORKLOADS
+from learnlr.rl.residual import RESIDUAL_BASES
 from learnlr.rl.schedules import policy_digest
 
 DEV = ("graph-nodes", "reviews-imbalanced", "char-lm", "digits-cnn")
@@ -279,8 +280,7 @@ def main() -> None:
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--max-change", type=float, default=2.0,
                     help="largest correction factor either way (default 2)")
-    ap.add_argument("--base", default="greedy_step",
-                    choices=("greedy_step", "greedy_eval_budget"),
+    ap.add_argument("--base", default="greedy_step", choices=RESIDUAL_BASES,
                     help="the schedule the residual corrects (default %(default)s)")
     ap.add_argument("--lower-only", action="store_true",
                     help="the correction can only lower GreedyLR's LR")
