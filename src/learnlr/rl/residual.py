@@ -103,9 +103,10 @@ class GreedyResidual:
                  base: str = "greedy_step") -> None:
         if not (0 < max_log_change <= 5):
             raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
-        self.base = check_base(base)
-        # Built first, right after the optimizer: exactly the bench's schedule `base`.
+        # Built first, right after the optimizer: exactly the bench's schedule `base` (which
+        # build_base validates).
         self.greedy = build_base(base, optimizer, total_steps)
+        self.base = base
         self.optimizer = optimizer
         self.total_steps = total_steps
         self.max_log_change = max_log_change

@@ -11,6 +11,7 @@ the policy files are only read when a cell is built or hashed.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,11 @@ def _pretrained(name: str) -> Callable[[Sequence[torch.nn.Parameter], BuildConte
 def _residual_fingerprint() -> str:
     """The policy's digest and its base schedule's defaults: a change to either re-runs
     ``rl_deep``'s cells."""
-    from learnlr.rl.policy import load_policy
     from learnlr.rl.scheduler import pretrained_path
 
-    base = load_policy(pretrained_path("deep")).config.base
+    # The base named in the policy's JSON (no weights to load just to read it).
+    config = json.loads(pretrained_path("deep").with_suffix(".json").read_text())
+    base = config.get("base", "greedy_step")
     return f"{policy_fingerprint('deep')()}+{schedule_fingerprint(base)}"
 
 
