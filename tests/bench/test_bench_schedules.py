@@ -138,3 +138,13 @@ def test_greedy_defaults_are_part_of_the_greedy_cells_hash(monkeypatch):
     assert schedule_fingerprint("cosine") == ""
     assert schedule_fingerprint("rl_deep") != residual_before
     assert schedule_fingerprint("rl_deep").endswith(schedule_fingerprint("greedy_step"))
+
+
+def test_the_eval_mode_warmup_is_part_of_greedy_eval_budget_cells_hash(monkeypatch):
+    from learnlr.bench.schedules import schedule_fingerprint
+    from learnlr.control import schedule as defaults
+
+    before = {n: schedule_fingerprint(n) for n in ("greedy_eval_budget", "greedy_step")}
+    monkeypatch.setattr(defaults, "EVAL_WARMUP_FRACTION", 0.1)
+    assert schedule_fingerprint("greedy_eval_budget") != before["greedy_eval_budget"]
+    assert schedule_fingerprint("greedy_step") == before["greedy_step"]  # only its own cells

@@ -6,7 +6,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from learnlr import GreedyLR
-from learnlr.control.schedule import BUDGET_PER_EVAL
+from learnlr.control.schedule import BUDGET_PER_EVAL, eval_warmup_steps
 from learnlr.integrations.lightning import GreedyLRDriver, LightningGreedyLR, lr_scheduler_config
 
 BATCHES_PER_EPOCH = 6
@@ -137,13 +137,18 @@ def test_epoch_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
     assert (config.window, config.patience, config.factor, config.increase_every) == (
         BUDGET_PER_EVAL["window"], BUDGET_PER_EVAL["patience"], BUDGET_PER_EVAL["factor"],
         BUDGET_PER_EVAL["increase_every"])
-    # The training losses training_step returned reached the brake (its last 50).
+    # The training losses training_step returned after the LR warmup reached the brake (its
+    # last 50).
     assert sched.brake is not None
-    assert sched.brake.values() == pytest.approx(model.train_losses[-50:], rel=1e-6)
+    warm = sched.budget.warmup_steps
+    assert sched.brake.values() == pytest.approx(model.train_losses[warm:][-50:], rel=1e-6)
     # The envelope's clock is the optimizer step; the decisions follow the epochs.
     assert sched.last_epoch == sched.budget.total_steps == t.global_step == 4 * BATCHES_PER_EPOCH
     assert sched.controller.num_calls == 4
     assert sched.controller.last_value == pytest.approx(model.val_losses[-1], rel=1e-6)
+    # ... and the eval mode's LR warmup over the first steps of that budget.
+    assert sched.budget.warmup_steps == eval_warmup_steps(t.global_step) > 0
+    assert model.used_lrs[0] == pytest.approx(0.05 / sched.budget.warmup_steps)
 
 
 def test_missing_monitored_metric_names_it_and_greedylr(tmp_path):

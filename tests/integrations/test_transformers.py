@@ -191,6 +191,21 @@ def test_eval_mode_steps_once_per_evaluation_on_metric_for_best_model(tmp_path):
     assert sched.get_last_lr() == before
 
 
+def test_eval_mode_warms_up_by_default_and_the_trainer_warmup_wins(tmp_path):
+    from learnlr.control.schedule import eval_warmup_steps
+
+    trainer, _ = build(tmp_path, {"on": "eval"}, max_steps=40, eval_strategy="steps",
+                       eval_steps=10, metric_for_best_model="loss")
+    trainer.train()
+    warm = eval_warmup_steps(40)
+    assert trainer.lr_scheduler.budget.warmup_steps == warm == 2
+    assert used_lrs(trainer)[:3] == pytest.approx([0.5e-3, 1e-3, 1e-3])
+    # The per-step mode keeps the Trainer's warmup (none here).
+    step_mode, _ = build(tmp_path / "step", {}, max_steps=40)
+    step_mode.train()
+    assert step_mode.lr_scheduler.budget.warmup_steps == 0
+
+
 def test_eval_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
     trainer, rec = build(tmp_path, {"on": "eval"}, max_steps=10, warmup_steps=2,
                          eval_strategy="steps", eval_steps=2, metric_for_best_model="loss")

@@ -82,6 +82,38 @@ def test_per_eval_defaults_depend_on_the_budget():
     assert per_eval_defaults(True) is not BUDGET_PER_EVAL  # a copy: callers may add to it
 
 
+def test_eval_greedy_lr_warms_up_over_the_default_fraction_of_the_budget():
+    from learnlr import EvalGreedyLR
+    from learnlr.control.schedule import EVAL_WARMUP_FRACTION, eval_warmup_steps
+
+    assert eval_warmup_steps(200) == round(EVAL_WARMUP_FRACTION * 200) > 0
+    assert eval_warmup_steps(1) == 0  # too short a budget to warm up
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    sched = EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=200)
+    warm = sched.budget.warmup_steps
+    assert warm == eval_warmup_steps(200)
+    used = []
+    for _ in range(warm + 1):
+        used.append(sched.get_last_lr()[0])
+        sched.step(1.0)
+    assert used == pytest.approx([0.1 * (t + 1) / warm for t in range(warm)] + [0.1])
+    # An evaluation of a warmup update is not a decision; the first one after it is.
+    early = EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=200)
+    for _ in range(warm):
+        early.step(1.0)
+    early.decide(0.5)
+    assert early.controller.num_calls == 0
+    early.step(1.0)
+    early.decide(0.5)
+    assert early.controller.num_calls == 1
+    # warmup_steps=0 turns it off; a bad total_steps is named before any warmup is computed.
+    off = EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=200, warmup_steps=0)
+    assert off.budget.warmup_steps == 0 and off.get_last_lr() == [0.1]
+    for bad in (0, -5, 2.5, "100"):
+        with pytest.raises(ValueError, match="total_steps"):
+            EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=bad)
+
+
 def test_bad_brake_margin_is_a_value_error():
     with pytest.raises(ValueError, match="brake margin"):
         make(brake=-1.0)
@@ -91,7 +123,7 @@ def test_eval_greedy_lr_is_the_clock_plus_brake_with_per_eval_defaults():
     from learnlr import EvalGreedyLR
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    sched = EvalGreedyLR(opt, total_steps=200)
+    sched = EvalGreedyLR(opt, total_steps=200, warmup_steps=0)
     config = sched.controller.config
     assert (config.window, config.patience, config.factor, config.increase_every) == tuple(
         BUDGET_PER_EVAL[k] for k in ("window", "patience", "factor", "increase_every"))

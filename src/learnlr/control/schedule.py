@@ -58,6 +58,19 @@ BUDGET_DEFAULTS: dict[str, Any] = {
 BUDGET_PER_EVAL: dict[str, Any] = {"window": 1, "patience": 0, "factor": 0.8, "increase_every": 6}
 
 
+# With a budget, the per-evaluation mode also warms the LR up linearly over this fraction of the
+# steps (WSD's and AlgoPerf's baselines' 5 %): at a 10x too large LR the first updates are the
+# ones that break a network, before the first evaluation or the brake's window can see it. The
+# first evaluation comes after ~5 % of a 20-evaluation run, so at most one decision is lost.
+# Chosen on the dev benchmark (docs/greedylr.md, "An LR warmup for the per-evaluation mode").
+EVAL_WARMUP_FRACTION = 0.05
+
+
+def eval_warmup_steps(total_steps: int) -> int:
+    """The per-evaluation mode's default LR warmup: :data:`EVAL_WARMUP_FRACTION` of the budget."""
+    return round(EVAL_WARMUP_FRACTION * total_steps)
+
+
 def per_eval_defaults(budget_aware: bool) -> dict[str, Any]:
     """The defaults for one decision per evaluation: :data:`BUDGET_PER_EVAL` with a budget,
     :data:`learnlr.control.greedy.PER_EVAL` (the reactive rule's) without."""

@@ -26,7 +26,9 @@ helper adds to the Trainer makes the decisions, reading ``trainer.callback_metri
   logged by that step's last micro-batch: the paper's per-step mode.
 * ``interval="epoch"``: at the end of each training epoch (``on_train_epoch_end``, after that
   epoch's validation), e.g. ``monitor="val_loss"`` with the per-evaluation defaults
-  (:func:`learnlr.control.schedule.per_eval_defaults`). With a budget the training loss
+  (:func:`learnlr.control.schedule.per_eval_defaults`; with a budget, a linear LR warmup over
+  the first 5 % of the steps, :func:`learnlr.control.schedule.eval_warmup_steps`). With a
+  budget the training loss
   returned by ``training_step`` (a tensor, or a dict's ``"loss"``) also feeds the brake
   (:mod:`learnlr.control.brake`; ``brake=None`` turns it off): one descent at once when it
   turns unstable between two validations.
@@ -158,7 +160,8 @@ def lr_scheduler_config(
         interval: ``"step"`` (one decision per optimizer step) or ``"epoch"`` (one per training
             epoch, after its validation; defaults
             :func:`learnlr.control.schedule.per_eval_defaults` and, with a budget, the
-            training-loss brake: ``brake=`` its margin, ``None`` off).
+            training-loss brake: ``brake=`` its margin, ``None`` off; and a 5 % LR warmup,
+            ``warmup_steps=0`` off).
         frequency: decide every ``frequency`` intervals (>= 1).
         strict: a missing ``monitor`` is a ValueError (True) or a skipped decision with a warning.
         name: name shown by Lightning's ``LearningRateMonitor``.
@@ -177,8 +180,8 @@ def lr_scheduler_config(
     if "total_steps" not in greedy_kwargs:
         defaults["total_steps"] = _total_steps(trainer)
     if interval == "epoch":
-        budget_aware = greedy_kwargs.get("total_steps", defaults.get("total_steps")) is not None
-        defaults.update(eval_mode_defaults(budget_aware))
+        defaults.update(eval_mode_defaults(greedy_kwargs.get("total_steps",
+                                                             defaults.get("total_steps"))))
     scheduler = LightningGreedyLR(optimizer, monitor=monitor, interval=interval,
                                   frequency=frequency, strict=bool(strict),
                                   **{**defaults, **greedy_kwargs})

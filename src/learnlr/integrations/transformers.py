@@ -34,7 +34,9 @@ training batches.
 ``transformers.GreedyLR`` does), with ``mode`` from ``greater_is_better`` and the per-evaluation
 defaults (:func:`learnlr.control.schedule.per_eval_defaults`: ``BUDGET_PER_EVAL`` with a budget,
 ``PER_EVAL`` without); the warmup / anneal envelope still follows the optimizer steps. With a
-budget it also keeps the training-loss brake (:mod:`learnlr.control.brake`; ``brake=None`` turns
+budget and no Trainer warmup, it warms the LR up over the first 5 % of the steps
+(:func:`learnlr.control.schedule.eval_warmup_steps`). With a budget it also keeps the
+training-loss brake (:mod:`learnlr.control.brake`; ``brake=None`` turns
 it off): the forward hook records the training losses, and one descent is taken at once when
 their rolling mean climbs to twice its best between two evaluations.
 
@@ -152,7 +154,8 @@ class GreedyLRCallback(TrainerCallback):
         **greedy_kwargs: any other :class:`learnlr.GreedyLR` argument (factor, patience, window,
             min_lr, max_lr, anneal_fraction, reduce, sync_every, ...). ``total_steps`` defaults to
             the Trainer's number of training steps and ``warmup_steps`` to
-            ``args.get_warmup_steps(...)``; ``total_steps=None`` is the purely reactive rule (no
+            ``args.get_warmup_steps(...)`` (``on="eval"``: 5 % of the steps when that is 0);
+            ``total_steps=None`` is the purely reactive rule (no
             warmup, no final anneal).
     """
 
@@ -188,11 +191,15 @@ class GreedyLRCallback(TrainerCallback):
         """The scheduler for Trainer's slot (called by ``Trainer.create_scheduler``)."""
         self.bind_args(args)
         budget: dict[str, Any] = {"total_steps": num_training_steps}
-        budget_aware = self.greedy_kwargs.get("total_steps", num_training_steps) is not None
-        if budget_aware:
-            budget["warmup_steps"] = args.get_warmup_steps(num_training_steps)
+        total = self.greedy_kwargs.get("total_steps", num_training_steps)
         if self.on == "eval":
-            budget.update(eval_mode_defaults(budget_aware))
+            budget.update(eval_mode_defaults(total))
+        if total is not None:
+            # The Trainer's own warmup (warmup_steps / warmup_ratio) when it sets one; else the
+            # eval mode's default warmup (none in the per-step mode).
+            trainer_warmup = args.get_warmup_steps(num_training_steps)
+            if trainer_warmup or self.on != "eval":
+                budget["warmup_steps"] = trainer_warmup
         self.scheduler = TrainerGreedyLR(optimizer, on=self.on, mode=self.mode,
                                          **{**budget, **self.greedy_kwargs})
         return self.scheduler

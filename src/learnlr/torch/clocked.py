@@ -32,7 +32,14 @@ import torch
 
 from learnlr.control.brake import DEFAULT_MARGIN, LossBrake
 from learnlr.control.greedy import DECREASE, HOLD
-from learnlr.control.schedule import REACTIVE_DEFAULTS, gate, observes, per_eval_defaults
+from learnlr.control.budget import check_total_steps
+from learnlr.control.schedule import (
+    REACTIVE_DEFAULTS,
+    eval_warmup_steps,
+    gate,
+    observes,
+    per_eval_defaults,
+)
 from learnlr.torch.distributed import resolve_reducer
 from learnlr.torch.greedy import GreedyLR
 
@@ -126,12 +133,14 @@ class ClockedGreedyLR(GreedyLR):
             self.brake.load_state_dict(saved)
 
 
-def eval_mode_defaults(budget_aware: bool) -> dict[str, Any]:
+def eval_mode_defaults(total_steps: int | None) -> dict[str, Any]:
     """What every per-evaluation mode builds on (EvalGreedyLR, the HF and Lightning eval modes):
-    :func:`learnlr.control.schedule.per_eval_defaults` and, with a budget, the brake."""
-    defaults = per_eval_defaults(budget_aware)
-    if budget_aware:
+    :func:`learnlr.control.schedule.per_eval_defaults` and, with a budget (``total_steps``), the
+    brake and the LR warmup (:func:`learnlr.control.schedule.eval_warmup_steps`)."""
+    defaults = per_eval_defaults(total_steps is not None)
+    if total_steps is not None:
         defaults["brake"] = DEFAULT_MARGIN
+        defaults["warmup_steps"] = eval_warmup_steps(check_total_steps(total_steps))
     return defaults
 
 
@@ -144,7 +153,8 @@ class EvalGreedyLR(ClockedGreedyLR):
     ``decide(val_metric)`` after each evaluation makes one GreedyLR decision. Defaults:
     :func:`learnlr.control.schedule.per_eval_defaults` (with ``total_steps``: descend on every
     evaluation that sets no new best, climb on every 6th that does, factor 0.8) and, with
-    ``total_steps``, the brake at its default margin (``brake=None``: off). The HF Trainer
+    ``total_steps``, the brake at its default margin (``brake=None``: off) and a linear LR
+    warmup over the first 5 % of the steps (``warmup_steps=0``: none). The HF Trainer
     (``use_greedy_lr(trainer, on="eval")``) and Lightning (``interval="epoch"``) build the same.
 
     >>> import torch
@@ -160,7 +170,7 @@ class EvalGreedyLR(ClockedGreedyLR):
     def __init__(self, optimizer: torch.optim.Optimizer, *, total_steps: int | None = None,
                  **kwargs: Any) -> None:
         super().__init__(optimizer, total_steps=total_steps,
-                         **{**eval_mode_defaults(total_steps is not None), **kwargs})
+                         **{**eval_mode_defaults(total_steps), **kwargs})
 
     def step(self, train_loss: Any = None) -> None:  # type: ignore[override]
         """One optimizer step done: the clock moves; ``train_loss`` (optional) feeds the brake."""
