@@ -87,6 +87,11 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # every2 is the shipped default.
     "f90_a50_every2": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2},
     "f90_a50_every3": {"factor": 0.9, "adaptation": 0.5, "increase_every": 3},
+    # The per-step default with WSD's 5 % LR warmup (the per-evaluation mode's x10 rescue came
+    # from it; docs/greedylr.md). Here the warmup also delays the first observation (metrics
+    # of warmup updates are not shown to the controller).
+    "f90_a50_every2_warm5": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
+                             "warmup_frac": 0.05},
     # A longer final anneal (small, overfitting workloads may prefer the long decays).
     "f90_a50_every2_ann30": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
                              "anneal_fraction": 0.3},

@@ -3,9 +3,9 @@ brake. An MLP on scikit-learn's digits (bundled, no download), a held-out fifth 
 
     .venv/bin/python examples/plain_torch_eval.py [--seed 0] [--epochs 15] [--lr 1e-3]
 
-``sched.step(loss)`` after every optimizer step moves the budget envelope (final anneal) and feeds
-the brake; ``sched.decide(val_loss)`` after each evaluation (here: each epoch) is one GreedyLR
-decision.
+``sched.step(loss)`` after every optimizer step moves the budget envelope (a 5 % LR warmup, the
+final anneal) and feeds the brake; ``sched.decide(val_loss)`` after each evaluation (here: each
+epoch) is one GreedyLR decision.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ def test_plain_torch_example(sync_every):
 def test_plain_torch_eval_example():
     lrs, val_loss = load("plain_torch_eval").main(seed=0, epochs=3)
     assert len(lrs) == 3 * math.ceil((1797 - 1797 // 5) / 64)
+    assert lrs[0] < lrs[5] <= 1e-3  # the LR warmup
     assert lrs[-1] < 0.1 * 1e-3  # the final anneal
     assert val_loss < math.log(10)  # it learned something
 

@@ -200,7 +200,11 @@ def test_eval_mode_warms_up_by_default_and_the_trainer_warmup_wins(tmp_path):
     warm = eval_warmup_steps(40)
     assert trainer.lr_scheduler.budget.warmup_steps == warm == 2
     assert used_lrs(trainer)[:3] == pytest.approx([0.5e-3, 1e-3, 1e-3])
-    # The per-step mode keeps the Trainer's warmup (none here).
+    # A Trainer warmup wins over the eval mode's; the per-step mode keeps the Trainer's (none).
+    own, _ = build(tmp_path / "own", {"on": "eval"}, max_steps=40, warmup_steps=4,
+                   eval_strategy="steps", eval_steps=10, metric_for_best_model="loss")
+    own.train()
+    assert own.lr_scheduler.budget.warmup_steps == 4
     step_mode, _ = build(tmp_path / "step", {}, max_steps=40)
     step_mode.train()
     assert step_mode.lr_scheduler.budget.warmup_steps == 0
