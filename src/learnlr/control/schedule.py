@@ -59,7 +59,7 @@ BUDGET_PER_EVAL: dict[str, Any] = {"window": 1, "patience": 0, "factor": 0.8, "i
 
 
 # With a budget, the per-evaluation mode also warms the LR up linearly over this fraction of the
-# steps (WSD's and AlgoPerf's baselines' 5 %): at a 10x too large LR the first updates are the
+# steps (WSD's 5 %, the bench's wsd baseline): at a 10x too large LR the first updates are the
 # ones that break a network, before the first evaluation or the brake's window can see it. The
 # first evaluation comes after ~5 % of a 20-evaluation run, so at most one decision is lost.
 # Chosen on the dev benchmark (docs/greedylr.md, "An LR warmup for the per-evaluation mode").
