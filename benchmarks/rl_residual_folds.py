@@ -110,6 +110,12 @@ def eval_fold(name: str, workloads: tuple[str, ...], stem: Path, args: argparse.
     summary["base_divergences"] = sum(c.results.get("status") != "ok" for c in rivals
                                       if c.config["schedule"] == args.base)
     summary["eval_workloads"] = list(workloads)
+    # The base alone against the same rivals: what a zero policy would score.
+    base_only = summarize_tracks([{"config": c.config, "results": c.results} for c in rivals],
+                                 args.base)
+    summary["base_vs"] = {key: {r: t["greedy_vs"][r]["as_good_or_better"]
+                                for r in ("cosine", "wsd") if r in t["greedy_vs"]}
+                          for key, t in base_only["by_lr_scale"].items()}
     return summary
 
 
@@ -219,6 +225,10 @@ def report(name: str, summary: dict[str, Any], subject: str = SUBJECT) -> None:
         ratio = {s: best[s]["median"] for s in (subject, base, "cosine", "wsd")
                  if s in best}
         print(f"x{key}: as good or better than " + ", ".join(parts))
+        alone = summary.get("base_vs", {}).get(key)
+        if alone:
+            print(f"      {base} alone: " + ", ".join(f"{r} {100 * v:.0f}%"
+                                                   for r, v in alone.items()))
         print("      median ratio to best: " + ", ".join(f"{s} {v:.3f}" for s, v in
                                                           ratio.items() if v is not None))
         eff = track["effect_sizes"].get(base, {})
