@@ -196,7 +196,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                   "increase_every": 6, "on_eval": True, "train_brake": 1.0,
                                   "brake_median": True},
     # The shipped eval mode with WSD's 5 % linear LR warmup (AlgoPerf's baselines warm up too).
-    # With 20 evaluations per run the first one comes after the warmup, so no decision is lost;
+    # With 20 evaluations per run the first one judges the last warmup update: one decision lost;
     # at x10 the first updates are the ones that break a network (SGD nets die in their first
     # 15-60 steps, Adagrad's first step moves every weight by the full LR), and WSD, the only
     # fixed schedule with a warmup, is the best schedule of several x10 pairs.

@@ -82,14 +82,18 @@ def test_unknown_workload_lists_the_valid_ones():
 
 def test_greedy_eval_budget_moves_the_envelope_every_step_and_decides_at_evaluations():
     from learnlr.control.budget import Budget
-    from learnlr.control.schedule import DEFAULT_ANNEAL_FRACTION
+    from learnlr.control.schedule import DEFAULT_ANNEAL_FRACTION, eval_warmup_steps
 
     budget = 40
     result = run_cell(CellConfig("toy-logreg", "sgd", "greedy_eval_budget", 0, 0.05, budget, 10),
                       TOY)
-    envelope = Budget.from_fraction(budget, 0, DEFAULT_ANNEAL_FRACTION)
+    warmup = eval_warmup_steps(budget)
+    assert warmup == 2  # the eval mode's default LR warmup
+    envelope = Budget.from_fraction(budget, warmup, DEFAULT_ANNEAL_FRACTION)
     lrs = result.trajectory_lr
-    # Between evaluations only the envelope moves the LR: lr(t) / envelope(t) is constant there.
+    assert lrs[0] == pytest.approx(0.05 / warmup)
+    # Between evaluations only the envelope (warmup, anneal) moves the LR: lr(t) / envelope(t)
+    # is constant there.
     for first in (0, 10, 20, 30):
         stable = {round(lrs[t] / envelope.multiplier(t), 12) for t in range(first, first + 10)}
         assert len(stable) == 1

@@ -130,7 +130,7 @@ def test_epoch_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
                     "lr_scheduler": lr_scheduler_config(self, opt, monitor="val_loss", interval="epoch")}
 
     model = PerEval()
-    t = trainer(tmp_path, max_epochs=4)
+    t = trainer(tmp_path, max_epochs=5)  # 30 steps: a 2-step warmup
     t.fit(model, regression_loader(0), regression_loader(1))
     sched = greedy_of(t)
     config = sched.controller.config
@@ -143,12 +143,31 @@ def test_epoch_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
     warm = sched.budget.warmup_steps
     assert sched.brake.values() == pytest.approx(model.train_losses[warm:][-50:], rel=1e-6)
     # The envelope's clock is the optimizer step; the decisions follow the epochs.
-    assert sched.last_epoch == sched.budget.total_steps == t.global_step == 4 * BATCHES_PER_EPOCH
-    assert sched.controller.num_calls == 4
+    assert sched.last_epoch == sched.budget.total_steps == t.global_step == 5 * BATCHES_PER_EPOCH
+    assert sched.controller.num_calls == 5
     assert sched.controller.last_value == pytest.approx(model.val_losses[-1], rel=1e-6)
     # ... and the eval mode's LR warmup over the first steps of that budget.
     assert sched.budget.warmup_steps == eval_warmup_steps(t.global_step) > 0
-    assert model.used_lrs[0] == pytest.approx(0.05 / sched.budget.warmup_steps)
+    assert model.used_lrs[0] == pytest.approx(0.05 / warm)
+    assert model.used_lrs[0] < model.used_lrs[warm] == pytest.approx(0.05)
+
+
+def test_epoch_mode_warmup_follows_an_explicit_total_steps_and_can_be_turned_off(tmp_path):
+    class Explicit(TinyRegressor):
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.05)
+            return {"optimizer": opt, "lr_scheduler": lr_scheduler_config(
+                self, opt, monitor="val_loss", interval="epoch", **self.greedy)}
+
+    # 42 steps by default (a 2-step warmup); an explicit budget of 200 steps: 10.
+    for i, (greedy, warm) in enumerate((({}, 2), ({"warmup_steps": 0}, 0),
+                                        ({"total_steps": 200}, 10))):
+        model = Explicit()
+        model.greedy = greedy
+        t = trainer(tmp_path / str(i), max_epochs=7)
+        t.fit(model, regression_loader(0), regression_loader(1))
+        assert greedy_of(t).budget.warmup_steps == warm
+        assert greedy_of(t).budget.total_steps == greedy.get("total_steps", 7 * BATCHES_PER_EPOCH)
 
 
 def test_missing_monitored_metric_names_it_and_greedylr(tmp_path):

@@ -87,7 +87,9 @@ def test_eval_greedy_lr_warms_up_over_the_default_fraction_of_the_budget():
     from learnlr.control.schedule import EVAL_WARMUP_FRACTION, eval_warmup_steps
 
     assert eval_warmup_steps(200) == round(EVAL_WARMUP_FRACTION * 200) > 0
-    assert eval_warmup_steps(1) == 0  # too short a budget to warm up
+    assert eval_warmup_steps(40) == 2
+    # Too short a budget to warm up: a 1-step warmup would not change the LR.
+    assert eval_warmup_steps(1) == eval_warmup_steps(20) == eval_warmup_steps(29) == 0
     params = [torch.nn.Parameter(torch.zeros(1))]
     sched = EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=200)
     warm = sched.budget.warmup_steps
@@ -112,6 +114,38 @@ def test_eval_greedy_lr_warms_up_over_the_default_fraction_of_the_budget():
     for bad in (0, -5, 2.5, "100"):
         with pytest.raises(ValueError, match="total_steps"):
             EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=bad)
+
+
+def test_a_resumed_run_keeps_the_warmup_it_started_with():
+    from learnlr import EvalGreedyLR
+
+    def run(sched, steps):
+        for _ in range(steps):
+            sched.step(1.0)
+        return json.loads(json.dumps(sched.state_dict()))
+
+    def fresh(**kw):
+        return EvalGreedyLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), **kw)
+
+    # A checkpoint from before the default warmup (none) resumes without one inserted ...
+    state = run(fresh(total_steps=1000, warmup_steps=0), 20)
+    resumed = fresh(total_steps=1000)
+    assert resumed.budget.warmup_steps == 50
+    resumed.load_state_dict(state)
+    assert resumed.budget.warmup_steps == 0 and resumed.get_last_lr() == [0.1]
+    # ... and a longer budget on resume does not restart the warmup (the anneal follows it).
+    state = run(fresh(total_steps=1000), 60)
+    longer = fresh(total_steps=4000)
+    longer.load_state_dict(state)
+    assert longer.budget.warmup_steps == 50 and longer.get_last_lr() == [0.1]
+    assert longer.budget.anneal_start == 4000 - round(0.2 * 4000)
+    longer.step(1.0)
+    longer.decide(0.5)
+    assert longer.controller.num_calls == 1  # decisions are on, as after any warmup
+    # Not started yet: the new scheduler's own warmup.
+    unstarted = fresh(total_steps=4000)
+    unstarted.load_state_dict(run(fresh(total_steps=1000, warmup_steps=0), 0))
+    assert unstarted.budget.warmup_steps == 200
 
 
 def test_bad_brake_margin_is_a_value_error():

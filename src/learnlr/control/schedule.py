@@ -67,8 +67,11 @@ EVAL_WARMUP_FRACTION = 0.05
 
 
 def eval_warmup_steps(total_steps: int) -> int:
-    """The per-evaluation mode's default LR warmup: :data:`EVAL_WARMUP_FRACTION` of the budget."""
-    return round(EVAL_WARMUP_FRACTION * total_steps)
+    """The per-evaluation mode's default LR warmup: :data:`EVAL_WARMUP_FRACTION` of the budget,
+    or none where that is under 2 steps (a 1-step warmup leaves the LR as it is and would only
+    hide the first update from the decisions and the brake)."""
+    steps = round(EVAL_WARMUP_FRACTION * total_steps)
+    return steps if steps >= 2 else 0
 
 
 def per_eval_defaults(budget_aware: bool) -> dict[str, Any]:

@@ -145,7 +145,8 @@ class GreedyLRCallback(TrainerCallback):
             its micro-batches, the paper's mode. ``"eval"``: one decision per evaluation on
             ``args.metric_for_best_model``, with
             :func:`learnlr.control.schedule.per_eval_defaults` as defaults and, with a budget,
-            the training-loss brake (``brake=`` its margin, ``None``: off).
+            the training-loss brake (``brake=`` its margin, ``None``: off) and a 5 % LR warmup
+            when the Trainer sets none.
         mode: ``"min"`` / ``"max"``. Default: ``"min"`` for ``on="train_loss"``; from
             ``args.greater_is_better`` for ``on="eval"`` (a conflicting explicit value is an error).
         capture_model_loss: record ``outputs.loss`` of training forwards with a model hook. Set
@@ -339,7 +340,7 @@ def use_greedy_lr(trainer: Trainer, **callback_kwargs: Any) -> Trainer:
             Leave them out if ``callbacks=[GreedyLRCallback(...)]`` was already passed to Trainer.
 
     ``total_steps`` is the Trainer's number of training steps and ``warmup_steps`` comes from
-    ``TrainingArguments``; the optimizer is the one Trainer builds (``optim=``, weight decay
+    ``TrainingArguments`` (``on="eval"``: 5 % of the steps when it sets none); the optimizer is the one Trainer builds (``optim=``, weight decay
     groups) or the one passed in ``optimizers=(opt, None)``. After ``train()`` starts the scheduler
     is ``trainer.lr_scheduler``.
 

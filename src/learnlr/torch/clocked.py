@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from learnlr.control.brake import DEFAULT_MARGIN, LossBrake
-from learnlr.control.greedy import DECREASE, HOLD
 from learnlr.control.budget import check_total_steps
+from learnlr.control.greedy import DECREASE, HOLD
 from learnlr.control.schedule import (
     REACTIVE_DEFAULTS,
     eval_warmup_steps,

@@ -11,7 +11,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from learnlr.control.budget import DEFAULT_ANNEAL_FRACTION, check_total_steps
+from learnlr.control.budget import DEFAULT_ANNEAL_FRACTION, Budget, check_total_steps
 from learnlr.control.greedy import HOLD, INCREASE, GreedyController
 from learnlr.control.schedule import gate, observes, resolve
 from learnlr.torch.distributed import MetricReducer, check_reduce, resolve_reducer
@@ -169,17 +169,10 @@ class GreedyLR(LRScheduler):
             threshold=threshold, threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
             keep_increasing=keep_increasing, reset_after=reset_after,
         )
-        self.budget = resolved.budget
+        self.budget: Budget | None = None
         self._budget_fast = False  # set at the first step once the reducer is known
-        if self.budget is not None:
-            b = self.budget
-            self._warmup_steps = b.warmup_steps
-            self._anneal_start = b.anneal_start if b.anneal_steps else math.inf
-            self._last_step = b.total_steps - 1
-            # The envelope where it is not 1, computed once by the one definition
-            # (control.budget.envelope): step() then only indexes a list.
-            self._envelope_warmup = [b.multiplier(t) for t in range(b.warmup_steps)]
-            self._envelope_anneal = [b.multiplier(t) for t in range(b.anneal_start, b.total_steps)]
+        if resolved.budget is not None:
+            self._use_budget(resolved.budget)
         # "initial_lr" is set by a scheduler built before this one (a LinearLR warmup): its
         # target LR, not the warmup's first value, is the LR GreedyLR's bounds are relative to.
         initial = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
@@ -402,6 +395,16 @@ class GreedyLR(LRScheduler):
             scale = 1.0
         self._set_group_lrs([lr * scale for lr in self.controller.lrs])
 
+    def _use_budget(self, b: Budget) -> None:
+        self.budget = b
+        self._warmup_steps = b.warmup_steps
+        self._anneal_start = b.anneal_start if b.anneal_steps else math.inf
+        self._last_step = b.total_steps - 1
+        # The envelope where it is not 1, computed once by the one definition
+        # (control.budget.envelope): step() then only indexes a list.
+        self._envelope_warmup = [b.multiplier(t) for t in range(b.warmup_steps)]
+        self._envelope_anneal = [b.multiplier(t) for t in range(b.anneal_start, b.total_steps)]
+
     @property
     def stable_lrs(self) -> list[float]:
         """GreedyLR's own LRs, before the budget envelope (= the LRs without a budget)."""
@@ -443,6 +446,14 @@ class GreedyLR(LRScheduler):
             # The budget comes from the constructor: a resumed run may extend it, not cut it
             # below the steps already taken (the same budget may have been stepped past).
             check_total_steps(self.budget.total_steps, steps_taken=steps_taken)
+        saved_warmup = 0 if saved is None else int(saved.get("warmup_steps", 0))
+        if self.budget is not None and steps_taken and saved_warmup != self.budget.warmup_steps:
+            # A started run keeps the warmup it started with (a longer resumed budget, or a
+            # default that changed since the checkpoint, must not restart or insert a warmup).
+            b = self.budget
+            warmup = min(saved_warmup, b.total_steps)
+            self._use_budget(Budget(b.total_steps, warmup,
+                                    min(b.anneal_steps, b.total_steps - warmup), b.shape))
         self.controller.load_state_dict(state_dict["controller"])
         self.last_epoch = steps_taken
         self._step_count = int(state_dict["step_count"])
