@@ -340,8 +340,9 @@ def use_greedy_lr(trainer: Trainer, **callback_kwargs: Any) -> Trainer:
             Leave them out if ``callbacks=[GreedyLRCallback(...)]`` was already passed to Trainer.
 
     ``total_steps`` is the Trainer's number of training steps and ``warmup_steps`` comes from
-    ``TrainingArguments`` (``on="eval"``: 5 % of the steps when it sets none); the optimizer is the one Trainer builds (``optim=``, weight decay
-    groups) or the one passed in ``optimizers=(opt, None)``. After ``train()`` starts the scheduler
+    ``TrainingArguments`` (``on="eval"``: 5 % of the steps when it sets none); the optimizer is
+    the one Trainer builds (``optim=``, weight decay groups) or the one passed in
+    ``optimizers=(opt, None)``. After ``train()`` starts the scheduler
     is ``trainer.lr_scheduler``.
 
     Example::
