@@ -590,8 +590,10 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 lost = kw.pop("lost_progress", 0.0)
                 brake_cls = _median_brake if kw.pop("brake_median", False) else LossBrake
                 kw["warmup_steps"] = round(kw.pop("warmup_frac", 0.0) * ctx.budget_steps)
-                if "min_ratio" in kw:
-                    kw["min_lr"] = kw.pop("min_ratio") * ctx.base_lr
+                # The floor and the descents of the candidates measured before EvalGreedyLR
+                # had its own (0.1x, one factor per descent), unless the candidate sets them.
+                kw["min_lr"] = kw.pop("min_ratio", 0.1) * ctx.base_lr
+                kw["accelerate"] = False
                 accel = kw.pop("accel", False)
                 sched = EvalGreedyLR(opt, total_steps=ctx.budget_steps,
                                      brake=kw.pop("train_brake"), **kw)

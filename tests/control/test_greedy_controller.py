@@ -43,6 +43,63 @@ def test_increase_every_takes_every_nth_increase_decision_and_resumes_mid_count(
         assert ctrl.update(9.0) == DECREASE
 
 
+def test_accelerate_compounds_descents_until_a_better_call():
+    c = make(patience=0, accelerate=True, min_lr=1e-6)
+    c.update(5.0)  # the first call sets the best: an increase (patience 0)
+    assert c.lrs == [2.0]
+    assert [c.update(v) for v in (6.0, 7.0, 6.5)] == [DECREASE] * 3
+    # factor 0.5: x0.5, then x0.25, then x0.125 (the 1st, 2nd, 3rd in a row).
+    assert c.lrs == [2.0 * 0.5 * 0.25 * 0.125]
+    assert c.update(4.0) == INCREASE  # a new best ends the streak
+    lr = c.lrs[0]
+    assert c.update(4.5) == DECREASE
+    assert c.lrs == [lr * 0.5]  # one factor again
+
+
+def test_accelerate_off_keeps_one_factor_per_descent():
+    c = make(patience=0, min_lr=1e-6)
+    c.update(5.0)
+    for v in (6.0, 7.0, 6.5):
+        c.update(v)
+    assert c.lrs == [2.0 * 0.5 ** 3]
+
+
+def test_accelerate_leaves_outside_descents_at_one_factor_and_resumes_mid_streak():
+    c = make(patience=0, accelerate=True, min_lr=1e-6)
+    for v in (5.0, 6.0, 7.0):
+        c.update(v)  # a streak of two
+    before = c.lrs[0]
+    c.apply(DECREASE)  # e.g. a brake's descent: not part of the streak
+    assert c.lrs == [before * 0.5]
+    state = json.loads(json.dumps(c.state_dict()))
+    resumed = make(patience=0, accelerate=True, min_lr=1e-6)
+    resumed.load_state_dict(state)
+    for ctrl in (c, resumed):
+        lr = ctrl.lrs[0]
+        assert ctrl.update(8.0) == DECREASE
+        assert ctrl.lrs == [lr * 0.5 ** 3]  # the third in a row
+
+
+def test_accelerate_stays_within_min_lr():
+    c = make(patience=0, accelerate=True, min_lr=0.1)
+    for v in (5.0, 6.0, 7.0, 8.0, 9.0):
+        c.update(v)
+    assert c.lrs == [0.1]
+
+
+def test_state_written_before_accelerate_loads_with_it_off():
+    c = make(patience=0)
+    state = c.state_dict()
+    del state["descent_streak"], state["descent_power"], state["config"]["accelerate"]
+    resumed = make(patience=0)
+    resumed.load_state_dict(state)
+    assert resumed.config.accelerate is False
+    resumed.update(1.0)
+    resumed.update(2.0)
+    resumed.update(3.0)
+    assert resumed.lrs == [2.0 * 0.5 * 0.5]
+
+
 def test_compares_with_running_best_not_previous_value():
     c = make(patience=0)
     c.update(1.0)  # best = 1.0 -> increase (patience 0)
@@ -172,6 +229,8 @@ def test_state_dict_is_json_and_resumes_exactly():
         ({"increase_every": 0}, "increase_every"),
         ({"increase_every": 1.5}, "increase_every"),
         ({"reset_after": 0}, "reset_after"),
+        ({"accelerate": 1}, "accelerate"),
+        ({"accelerate": "yes"}, "accelerate"),
         ({"mode": "minimum"}, "mode"),
         ({"threshold_mode": "relative"}, "threshold_mode"),
     ],

@@ -6,7 +6,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from learnlr import GreedyLR
-from learnlr.control.schedule import BUDGET_PER_EVAL, eval_warmup_steps
+from learnlr.control.schedule import BUDGET_PER_EVAL, EVAL_MIN_LR_RATIO, eval_warmup_steps
 from learnlr.integrations.lightning import GreedyLRDriver, LightningGreedyLR, lr_scheduler_config
 
 BATCHES_PER_EPOCH = 6
@@ -134,9 +134,11 @@ def test_epoch_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
     t.fit(model, regression_loader(0), regression_loader(1))
     sched = greedy_of(t)
     config = sched.controller.config
-    assert (config.window, config.patience, config.factor, config.increase_every) == (
-        BUDGET_PER_EVAL["window"], BUDGET_PER_EVAL["patience"], BUDGET_PER_EVAL["factor"],
-        BUDGET_PER_EVAL["increase_every"])
+    keys = ("window", "patience", "factor", "increase_every", "accelerate")
+    assert tuple(getattr(config, k) for k in keys) == tuple(BUDGET_PER_EVAL[k] for k in keys)
+    # The per-evaluation floor: a hundredth of the initial LR.
+    assert sched.controller.min_lrs == pytest.approx(
+        [EVAL_MIN_LR_RATIO * lr for lr in sched.controller.initial_lrs])
     # The training losses training_step returned after the LR warmup reached the brake (its
     # last 50).
     assert sched.brake is not None

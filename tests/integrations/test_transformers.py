@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
-from learnlr.control.schedule import BUDGET_PER_EVAL
+from learnlr.control.schedule import BUDGET_PER_EVAL, EVAL_MIN_LR_RATIO
 from learnlr.integrations.transformers import GreedyLRCallback, TrainerGreedyLR, use_greedy_lr
 
 VOCAB, SEQ = 64, 16
@@ -220,9 +220,11 @@ def test_eval_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
     trainer.train()
     sched = trainer.lr_scheduler
     config = sched.controller.config
-    assert (config.window, config.patience, config.factor, config.increase_every) == (
-        BUDGET_PER_EVAL["window"], BUDGET_PER_EVAL["patience"], BUDGET_PER_EVAL["factor"],
-        BUDGET_PER_EVAL["increase_every"])
+    keys = ("window", "patience", "factor", "increase_every", "accelerate")
+    assert tuple(getattr(config, k) for k in keys) == tuple(BUDGET_PER_EVAL[k] for k in keys)
+    # The per-evaluation floor: a hundredth of the initial LR.
+    assert sched.controller.min_lrs == pytest.approx(
+        [EVAL_MIN_LR_RATIO * lr for lr in sched.controller.initial_lrs])
     # The brake saw the mean training loss of each of the 8 updates after the warmup.
     micro = rec.micro_losses
     per_step = [(micro[2 * i] + micro[2 * i + 1]) / 2 for i in range(10)]

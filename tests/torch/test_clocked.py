@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from learnlr.control.schedule import BUDGET_PER_EVAL, per_eval_defaults
+from learnlr.control.schedule import BUDGET_PER_EVAL, EVAL_MIN_LR_RATIO, per_eval_defaults
 from learnlr.torch.clocked import ClockedGreedyLR
 
 
@@ -148,6 +148,39 @@ def test_a_resumed_run_keeps_the_warmup_it_started_with():
     assert unstarted.budget.warmup_steps == 200
 
 
+def test_eval_greedy_lr_compounds_descents_down_to_a_hundredth_of_its_lr():
+    from learnlr import EvalGreedyLR
+    from learnlr.control.schedule import EVAL_MIN_LR_RATIO
+
+    def run(**kw):
+        params = [torch.nn.Parameter(torch.zeros(1))]
+        sched = EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=200, warmup_steps=0,
+                             **kw)
+        lrs = []
+        for val in (0.5, *[0.6] * 6):  # a best, then six evaluations in a row without one
+            sched.step(1.0)
+            sched.decide(val)
+            lrs.append(sched.get_last_lr()[0])
+        return sched, lrs
+
+    sched, lrs = run()
+    assert sched.controller.config.accelerate
+    assert sched.controller.min_lrs == pytest.approx([EVAL_MIN_LR_RATIO * 0.1])
+    # The k-th in a row descends by 0.8 ** k, down to the floor at 0.01x.
+    expected, lr = [0.1], 0.1
+    for k in range(1, 7):
+        lr = max(lr * 0.8 ** k, 0.001)
+        expected.append(lr)
+    assert lrs == pytest.approx(expected)
+    assert lrs[-1] == pytest.approx(0.001) and lrs[-2] > 0.001
+    # An explicit min_lr wins over the default floor; accelerate=False is one 0.8 per descent.
+    assert run(min_lr=0.01)[1][-1] == pytest.approx(0.01)
+    assert run(accelerate=False)[1] == pytest.approx([0.1 * 0.8 ** k for k in range(7)])
+    for bad in (-0.1, 1.5, True, "0.01"):
+        with pytest.raises(ValueError, match="min_lr_ratio"):
+            run(min_lr_ratio=bad)
+
+
 def test_bad_brake_margin_is_a_value_error():
     with pytest.raises(ValueError, match="brake margin"):
         make(brake=-1.0)
@@ -159,9 +192,10 @@ def test_eval_greedy_lr_is_the_clock_plus_brake_with_per_eval_defaults():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     sched = EvalGreedyLR(opt, total_steps=200, warmup_steps=0)
     config = sched.controller.config
-    assert (config.window, config.patience, config.factor, config.increase_every) == tuple(
-        BUDGET_PER_EVAL[k] for k in ("window", "patience", "factor", "increase_every"))
-    reference = make()  # ClockedGreedyLR with the same settings, driven through tick()
+    keys = ("window", "patience", "factor", "increase_every", "accelerate")
+    assert tuple(getattr(config, k) for k in keys) == tuple(BUDGET_PER_EVAL[k] for k in keys)
+    # ClockedGreedyLR with the same settings, driven through tick()
+    reference = make(min_lr_ratio=EVAL_MIN_LR_RATIO)
     for t, loss in enumerate(losses_with_a_blowup()):
         sched.step(loss)
         reference.tick(loss)

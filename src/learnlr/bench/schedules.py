@@ -238,7 +238,11 @@ def _greedy_eval_budget_fingerprint() -> str:
     """The GreedyLR digest plus the budget-aware per-evaluation defaults and the brake's settings
     (its own digest, so a change there re-runs only this schedule's cells)."""
     from learnlr.control.brake import DEFAULT_LOST_PROGRESS, DEFAULT_MARGIN
-    from learnlr.control.schedule import BUDGET_PER_EVAL, EVAL_WARMUP_FRACTION
+    from learnlr.control.schedule import (
+        BUDGET_PER_EVAL,
+        EVAL_MIN_LR_RATIO,
+        EVAL_WARMUP_FRACTION,
+    )
 
     settings: dict[str, object] = {"budget_per_eval": BUDGET_PER_EVAL, "brake": DEFAULT_MARGIN}
     # Both added after cells were made without them (= 0): those cells stay valid while 0.
@@ -246,6 +250,7 @@ def _greedy_eval_budget_fingerprint() -> str:
         settings["lost_progress"] = DEFAULT_LOST_PROGRESS
     if EVAL_WARMUP_FRACTION:
         settings["warmup_fraction"] = EVAL_WARMUP_FRACTION
+    settings["min_lr_ratio"] = EVAL_MIN_LR_RATIO
     extra = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(f"{_greedy_fingerprint()}|{extra}".encode()).hexdigest()[:16]
     return f"greedy-eval-budget:{digest}"

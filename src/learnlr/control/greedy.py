@@ -22,6 +22,11 @@ Semantics (see docs/greedylr.md for the comparison with the paper's Alg. 2 and t
 * ``increase_every``: only every n-th increase decision is taken (the others hold, counters
   restart as after an increase): a climb needs n times the evidence of a descent. 1 (default)
   is the paper's rule; the budget-aware defaults use 2 (docs/greedylr.md).
+* ``accelerate``: the k-th decrease decided since the last better call multiplies the LR by
+  ``factor ** k`` (Rprop's growing step for a sign that persists): a streak of n decreases moves
+  the LR by ``factor ** (n (n + 1) / 2)``, while an isolated one still costs one ``factor``.
+  Decreases applied from outside (a brake's) stay one ``factor``. Off by default; the
+  per-evaluation budget defaults use it (docs/greedylr.md).
 * ``reset_after``: after that many decreases attempted while every group already sat at its
   ``min_lr``, the learning rates return to their initial values and all state is cleared.
   An increase restarts that count.
@@ -110,6 +115,8 @@ class GreedyConfig:
     increase_every: int = 1
     """Take only every n-th increase decision (the others hold): climbs need n times the evidence
     of descents. 1 is the paper's rule."""
+    accelerate: bool = False
+    """The k-th decrease since the last better call multiplies the LR by ``factor ** k``."""
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -133,6 +140,8 @@ class GreedyConfig:
         object.__setattr__(self, "window", _check_count("window", self.window, minimum=1))
         object.__setattr__(
             self, "increase_every", _check_count("increase_every", self.increase_every, minimum=1))
+        if not isinstance(self.accelerate, bool):
+            raise ValueError(f"accelerate must be True or False, got {self.accelerate!r}")
         if self.reset_after is not None:
             object.__setattr__(
                 self, "reset_after", _check_count("reset_after", self.reset_after, minimum=1)
@@ -246,6 +255,8 @@ class GreedyController:
         self.increases_left = 0
         self.increase_votes = 0
         self.min_attempts = 0
+        self.descent_streak = 0  # decreases decided since the last better call (accelerate)
+        self.descent_power = 1  # factors the next DECREASE applies (observe sets, apply spends)
         self.last_value: float | None = None
         if self._window is not None:
             self._window.clear()
@@ -267,6 +278,7 @@ class GreedyController:
                     value - self._threshold)
                 self.num_good += 1
                 self.num_bad = 0
+                self.descent_streak = 0
             else:
                 self.num_bad += 1
                 self.num_good = 0
@@ -278,7 +290,7 @@ class GreedyController:
         if self.decreases_left:
             self.decreases_left -= 1
             self.num_good = self.num_bad = 0
-            return DECREASE
+            return self._decrease()
         if self.increases_left:
             self.increases_left -= 1
             self.num_good = self.num_bad = 0
@@ -294,8 +306,16 @@ class GreedyController:
         if self.num_bad > self._patience:
             self.num_bad = 0
             self.decreases_left = self.config.keep_decreasing
-            return DECREASE
+            return self._decrease()
         return HOLD
+
+    def _decrease(self) -> int:
+        """A DECREASE decided by :meth:`observe`; with ``accelerate`` the next :meth:`apply` of
+        it spends ``factor ** k`` (k: its rank in the streak since the last better call)."""
+        if self.config.accelerate:
+            self.descent_streak += 1
+            self.descent_power = self.descent_streak
+        return DECREASE
 
     def apply(self, decision: int, lrs: Sequence[float] | None = None) -> int:
         """Apply ``decision`` to ``lrs`` (default: :attr:`lrs`) and store the result in :attr:`lrs`.
@@ -317,10 +337,12 @@ class GreedyController:
                 if self.min_attempts >= reset_after:
                     return self.apply(RESET)
             f = self._factor
+            power, self.descent_power = self.descent_power, 1
             # Clamp on both sides: an LR set out of bounds by someone else comes back in range.
-            self.lrs = [
-                min(max(lr * f, lo), hi) for lr, lo, hi in zip(current, self.min_lrs, self.max_lrs)
-            ]
+            for _ in range(power):
+                current = [min(max(lr * f, lo), hi)
+                           for lr, lo, hi in zip(current, self.min_lrs, self.max_lrs)]
+            self.lrs = current
         elif decision == INCREASE:
             self.min_attempts = 0
             f = self._factor
@@ -363,6 +385,8 @@ class GreedyController:
             "increases_left": self.increases_left,
             "increase_votes": self.increase_votes,
             "min_attempts": self.min_attempts,
+            "descent_streak": self.descent_streak,
+            "descent_power": self.descent_power,
             "num_calls": self.num_calls,
             "num_resets": self.num_resets,
             "window": None if self._window is None else self._window.state_dict(),
@@ -391,3 +415,5 @@ class GreedyController:
                     "num_calls", "num_resets"):
             setattr(self, key, int(state[key]))
         self.increase_votes = int(state.get("increase_votes", 0))  # states written before it
+        self.descent_streak = int(state.get("descent_streak", 0))  # (before accelerate)
+        self.descent_power = int(state.get("descent_power", 1))

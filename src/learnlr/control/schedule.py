@@ -55,7 +55,18 @@ BUDGET_DEFAULTS: dict[str, Any] = {
 # every 6th that does (the same evidence per climb as the reactive PER_EVAL's three in a row,
 # twice). A run has ~10-30 evaluations: PER_EVAL's patience 2 needs 30 of them for a 10x descent.
 # Chosen on the full benchmark's dev half (docs/greedylr.md, "Two signals").
-BUDGET_PER_EVAL: dict[str, Any] = {"window": 1, "patience": 0, "factor": 0.8, "increase_every": 6}
+# accelerate: the k-th evaluation in a row without a new best descends by factor**k. A validation
+# loss that rises at every evaluation (an overfitting run, a 10x too large LR) then falls 10x in
+# 4 evaluations instead of 10, while an isolated miss still costs one factor (docs/greedylr.md,
+# "Compounding descents").
+BUDGET_PER_EVAL: dict[str, Any] = {"window": 1, "patience": 0, "factor": 0.8, "increase_every": 6,
+                                   "accelerate": True}
+
+# With a budget, the per-evaluation mode's LR floor (``min_lr=None``) is this fraction of the
+# initial LR, not the per-step mode's 0.1: with compounding descents a run that overfits reaches
+# 0.1x within ~5 evaluations and then kept overfitting at it for the rest of the stable phase.
+# The anneal ends at ~0 anyway.
+EVAL_MIN_LR_RATIO = 0.01
 
 
 # With a budget, the per-evaluation mode also warms the LR up linearly over this fraction of the

@@ -34,6 +34,7 @@ from learnlr.control.brake import DEFAULT_MARGIN, LossBrake
 from learnlr.control.budget import check_total_steps
 from learnlr.control.greedy import DECREASE, HOLD
 from learnlr.control.schedule import (
+    EVAL_MIN_LR_RATIO,
     REACTIVE_DEFAULTS,
     eval_warmup_steps,
     gate,
@@ -52,11 +53,21 @@ class ClockedGreedyLR(GreedyLR):
 
     ``brake``: None (off), or the margin of a :class:`~learnlr.control.brake.LossBrake` over the
     training losses passed to :meth:`tick` / :meth:`check_train_loss` (window: the paper's 50
-    losses)."""
+    losses). ``min_lr_ratio``: with ``min_lr=None``, the floor as a fraction of each group's
+    initial LR (None: GreedyLR's own default)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, brake: float | None = None,
-                 **kwargs: Any) -> None:
+                 min_lr_ratio: float | None = None, **kwargs: Any) -> None:
         self._decide_reducer: Any = _UNRESOLVED
+        if min_lr_ratio is not None and kwargs.get("min_lr") is None:
+            if isinstance(min_lr_ratio, bool) or not isinstance(min_lr_ratio, (int, float)) or not (
+                0.0 <= min_lr_ratio <= 1.0
+            ):
+                raise ValueError(f"min_lr_ratio must be a number in [0, 1], got {min_lr_ratio!r}")
+            # GreedyLR's own rule for the LR its bounds are relative to (a LinearLR warmup built
+            # before it sets "initial_lr").
+            kwargs["min_lr"] = [min_lr_ratio * float(g.get("initial_lr", g["lr"]))
+                                for g in optimizer.param_groups]
         super().__init__(optimizer, **kwargs)
         self.brake: LossBrake | None = None
         if brake is not None:
@@ -136,10 +147,12 @@ class ClockedGreedyLR(GreedyLR):
 def eval_mode_defaults(total_steps: int | None) -> dict[str, Any]:
     """What every per-evaluation mode builds on (EvalGreedyLR, the HF and Lightning eval modes):
     :func:`learnlr.control.schedule.per_eval_defaults` and, with a budget (``total_steps``), the
-    brake and the LR warmup (:func:`learnlr.control.schedule.eval_warmup_steps`)."""
+    brake, the LR warmup (:func:`learnlr.control.schedule.eval_warmup_steps`) and the floor at
+    :data:`learnlr.control.schedule.EVAL_MIN_LR_RATIO` of the initial LR."""
     defaults = per_eval_defaults(total_steps is not None)
     if total_steps is not None:
         defaults["brake"] = DEFAULT_MARGIN
+        defaults["min_lr_ratio"] = EVAL_MIN_LR_RATIO
         defaults["warmup_steps"] = eval_warmup_steps(check_total_steps(total_steps))
     return defaults
 
@@ -152,9 +165,10 @@ class EvalGreedyLR(ClockedGreedyLR):
     anneal) and feeds the training loss to the brake (``step()`` with no loss: the clock only);
     ``decide(val_metric)`` after each evaluation makes one GreedyLR decision. Defaults:
     :func:`learnlr.control.schedule.per_eval_defaults` (with ``total_steps``: descend on every
-    evaluation that sets no new best, climb on every 6th that does, factor 0.8) and, with
-    ``total_steps``, the brake at its default margin (``brake=None``: off) and a linear LR
-    warmup over the first 5 % of the steps (``warmup_steps=0``: none). The HF Trainer
+    evaluation that sets no new best, by ``0.8 ** k`` on the k-th in a row, climb by 1 / 0.8 on
+    every 6th that does) and, with ``total_steps``, the brake at its default margin
+    (``brake=None``: off), a linear LR warmup over the first 5 % of the steps
+    (``warmup_steps=0``: none) and an LR floor at 0.01x the initial LR (``min_lr=`` sets it). The HF Trainer
     (``use_greedy_lr(trainer, on="eval")``) and Lightning (``interval="epoch"``) build the same.
 
     >>> import torch
@@ -165,6 +179,9 @@ class EvalGreedyLR(ClockedGreedyLR):
     >>> sched.decide(0.5); sched.decide(0.6)   # no new best on the second: one descent
     >>> round(sched.get_last_lr()[0], 6)
     0.08
+    >>> sched.decide(0.7)   # the second in a row: 0.8 ** 2
+    >>> round(sched.get_last_lr()[0], 6)
+    0.0512
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, total_steps: int | None = None,

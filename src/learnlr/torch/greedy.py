@@ -83,6 +83,9 @@ class GreedyLR(LRScheduler):
             10 (paper); with a budget, derived from it (see ``adaptation``).
         increase_every: take only every n-th increase decision (climbs need n times the
             evidence of descents). Default 1 (paper); 2 with a budget.
+        accelerate: the k-th decrease since the last better call multiplies the LR by
+            ``factor ** k`` instead of ``factor`` (a persistent lack of progress moves the LR
+            faster). Default False; the budget-aware per-evaluation mode (``EvalGreedyLR``) uses it.
         threshold: minimum improvement over the best value that counts (>= 0).
         threshold_mode: ``"rel"`` (fraction of ``abs(best)``) or ``"abs"`` (metric units).
         keep_decreasing: after a decrease, keep decreasing for this many more calls (the
@@ -135,6 +138,7 @@ class GreedyLR(LRScheduler):
         factor: float | None = None,
         patience: int | None = None,
         increase_every: int | None = None,
+        accelerate: bool = False,
         threshold: float = 0.0,
         threshold_mode: str = "rel",
         keep_decreasing: int = 0,
@@ -165,7 +169,7 @@ class GreedyLR(LRScheduler):
         resolved = resolve(
             total_steps=total_steps, warmup_steps=warmup_steps, anneal_fraction=anneal_fraction,
             factor=factor, patience=patience, increase_every=increase_every, window=window,
-            adaptation=adaptation, mode=mode,
+            adaptation=adaptation, mode=mode, accelerate=accelerate,
             threshold=threshold, threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
             keep_increasing=keep_increasing, reset_after=reset_after,
         )
