@@ -238,6 +238,18 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                               "increase_every": 6, "on_eval": True,
                                               "train_brake": 1.0, "warmup_frac": 0.05,
                                               "accel": "both", "min_ratio": 0.01},
+    # accel_min01 on the rolling mean of the last 2 / 3 validation losses: elec-forecast's
+    # validation loss swings up to 20-25 % between evaluations while it still improves, so every
+    # up-swing is a descent (WSD, a constant LR to the anneal, wins there at the tuned LR). A
+    # mean over a few evaluations sees the trend, at one evaluation of lag on a real rise.
+    "eval20_down0_brake_warm5_accel_min01_w2": {"factor": 0.8, "patience": 0, "window": 2,
+                                                "increase_every": 6, "on_eval": True,
+                                                "train_brake": 1.0, "warmup_frac": 0.05,
+                                                "accel": True, "min_ratio": 0.01},
+    "eval20_down0_brake_warm5_accel_min01_w3": {"factor": 0.8, "patience": 0, "window": 3,
+                                                "increase_every": 6, "on_eval": True,
+                                                "train_brake": 1.0, "warmup_frac": 0.05,
+                                                "accel": True, "min_ratio": 0.01},
     # Undo a descent that did not pay off. A descent at call t is checked P calls later (P: the
     # budget-derived patience + 1, the shortest time to the next decision): the mean raw loss
     # over calls [t, t + P) is compared with the linear extrapolation of the two blocks of P
