@@ -64,8 +64,8 @@ BUDGET_PER_EVAL: dict[str, Any] = {"window": 1, "patience": 0, "factor": 0.8, "i
 
 # With a budget, the per-evaluation mode's LR floor (``min_lr=None``) is this fraction of the
 # initial LR, not the per-step mode's 0.1: with compounding descents a run that overfits reaches
-# 0.1x within ~5 evaluations and then kept overfitting at it for the rest of the stable phase.
-# The anneal ends at ~0 anyway.
+# 0.1x in 4 evaluations and would then sit there, still overfitting, for most of the stable
+# phase. The anneal ends at ~0 anyway.
 EVAL_MIN_LR_RATIO = 0.01
 
 
