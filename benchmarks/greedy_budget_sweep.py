@@ -45,6 +45,11 @@ SCALES = (0.1, 1.0, 10.0)
 # name -> GreedyLR keyword arguments on top of total_steps=budget; ratios are relative to the
 # cell's starting LR. "paper_env" is the throwaway calibration: the paper's reactive
 # controller (F 0.95, patience 10, window 50) with max_lr 10x, times the 20 % 1-sqrt envelope.
+# The eval mode as shipped with its 5 % warmup (eval20_down0_brake_warm5 below): the base the
+# later per-evaluation candidates change one or two settings of.
+_WARM5: dict[str, Any] = {"factor": 0.8, "patience": 0, "window": 1, "increase_every": 6,
+                          "on_eval": True, "train_brake": 1.0, "warmup_frac": 0.05}
+
 CANDIDATES: dict[str, dict[str, Any]] = {
     "f90_a25": {"factor": 0.9, "adaptation": 0.25},
     "f80_a25": {"factor": 0.8, "adaptation": 0.25},
@@ -214,42 +219,28 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # evaluation the validation loss rises at every later one, and 0.8 per evaluation is too
     # slow to stop it (mnist1d/SGD at the tuned LR: best 1.048 at 25 %, then 1.34 at the end,
     # where exponential ends at 1.037). Two ways to stop faster:
-    # * min01: the floor at 0.01x the start instead of 0.1x (the anneal ends at ~0 anyway; the
-    #   floor held the LR at 0.1x for the last half of those runs while the loss kept rising);
+    # * min01: the floor at 0.01x the start instead of 0.1x (the anneal ends at ~0 anyway; with
+    #   faster descents the 0.1x floor would hold a run that overfits for most of the run);
     # * accel: the k-th consecutive evaluation without a new best descends by factor**k (Rprop's
     #   growing steps for a sign that persists): a streak of n costs factor**(n(n+1)/2), 10x
     #   in 4 evaluations instead of 10, while an isolated miss still costs one factor.
-    "eval20_down0_brake_warm5_min01": {"factor": 0.8, "patience": 0, "window": 1,
-                                       "increase_every": 6, "on_eval": True, "train_brake": 1.0,
-                                       "warmup_frac": 0.05, "min_ratio": 0.01},
-    "eval20_down0_brake_warm5_accel": {"factor": 0.8, "patience": 0, "window": 1,
-                                       "increase_every": 6, "on_eval": True, "train_brake": 1.0,
-                                       "warmup_frac": 0.05, "accel": True},
-    "eval20_down0_brake_warm5_accel_min01": {"factor": 0.8, "patience": 0, "window": 1,
-                                             "increase_every": 6, "on_eval": True,
-                                             "train_brake": 1.0, "warmup_frac": 0.05,
-                                             "accel": True, "min_ratio": 0.01},
+    "eval20_down0_brake_warm5_min01": {**_WARM5, "min_ratio": 0.01},
+    "eval20_down0_brake_warm5_accel": {**_WARM5, "accel": True},
+    "eval20_down0_brake_warm5_accel_min01": {**_WARM5, "accel": True, "min_ratio": 0.01},
     # accel_min01 with climbs that compound too: the k-th climb since the last descent moves the
     # LR by (1 / factor)**k. The first climb still needs 6 improving evaluations; a run whose LR
     # keeps paying off (x0.1: the validation loss improves at nearly every evaluation, and the
     # climb-every-6th rule reaches only ~2x in 20 evaluations) then climbs 1.25x, 1.56x, 1.95x.
     # The hindsight oracle of the RL residual (docs/rl.md) gains 14 % at x0.1 from a constant 2x.
-    "eval20_down0_brake_warm5_accel2_min01": {"factor": 0.8, "patience": 0, "window": 1,
-                                              "increase_every": 6, "on_eval": True,
-                                              "train_brake": 1.0, "warmup_frac": 0.05,
-                                              "accel": "both", "min_ratio": 0.01},
+    "eval20_down0_brake_warm5_accel2_min01": {**_WARM5, "accel": "both", "min_ratio": 0.01},
     # accel_min01 on the rolling mean of the last 2 / 3 validation losses: elec-forecast's
     # validation loss swings up to 20-25 % between evaluations while it still improves, so every
     # up-swing is a descent (WSD, a constant LR to the anneal, wins there at the tuned LR). A
     # mean over a few evaluations sees the trend, at one evaluation of lag on a real rise.
-    "eval20_down0_brake_warm5_accel_min01_w2": {"factor": 0.8, "patience": 0, "window": 2,
-                                                "increase_every": 6, "on_eval": True,
-                                                "train_brake": 1.0, "warmup_frac": 0.05,
-                                                "accel": True, "min_ratio": 0.01},
-    "eval20_down0_brake_warm5_accel_min01_w3": {"factor": 0.8, "patience": 0, "window": 3,
-                                                "increase_every": 6, "on_eval": True,
-                                                "train_brake": 1.0, "warmup_frac": 0.05,
-                                                "accel": True, "min_ratio": 0.01},
+    "eval20_down0_brake_warm5_accel_min01_w2": {**_WARM5, "accel": True, "min_ratio": 0.01,
+                                                "window": 2},
+    "eval20_down0_brake_warm5_accel_min01_w3": {**_WARM5, "accel": True, "min_ratio": 0.01,
+                                                "window": 3},
     # Undo a descent that did not pay off. A descent at call t is checked P calls later (P: the
     # budget-derived patience + 1, the shortest time to the next decision): the mean raw loss
     # over calls [t, t + P) is compared with the linear extrapolation of the two blocks of P
