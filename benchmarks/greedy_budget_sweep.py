@@ -340,20 +340,18 @@ class _Asym:
         return taken
 
 
-class _Accelerate:
-    """Wraps observe() and apply(): the k-th consecutive DECREASE decided by observe() is applied
-    k times (a brake's descent, applied without observe(), stays one step and ends no streak).
-    With ``climbs``, also the k-th INCREASE since the last DECREASE is applied k times."""
+class _AccelerateClimbs:
+    """Wraps observe() and apply(): the k-th INCREASE since the last DECREASE decided by
+    observe() is applied k times (the climbs' counterpart of ``GreedyConfig.accelerate``)."""
 
-    def __init__(self, controller: Any, climbs: bool = False) -> None:
+    def __init__(self, controller: Any) -> None:
         self.controller, self.observe, self.apply = controller, controller.observe, controller.apply
-        self.streak, self.pending, self.climbs, self.up_streak = 0, False, climbs, 0
+        self.pending, self.up_streak = False, 0
         controller.observe, controller.apply = self.observe_streak, self.apply_streak
 
     def observe_streak(self, value: float) -> int:
         decision = self.observe(value)
-        self.streak = self.streak + 1 if decision == DECREASE else 0
-        self.pending = decision in (DECREASE, INCREASE)
+        self.pending = decision == INCREASE
         if decision == DECREASE:
             self.up_streak = 0
         elif decision == INCREASE:
@@ -362,10 +360,7 @@ class _Accelerate:
 
     def apply_streak(self, decision: int, lrs: Any = None) -> int:
         taken = self.apply(decision, lrs)
-        if taken == DECREASE and self.pending:
-            for _ in range(self.streak - 1):
-                self.apply(DECREASE)
-        elif taken == INCREASE and self.pending and self.climbs:
+        if taken == INCREASE and self.pending:
             for _ in range(self.up_streak - 1):
                 self.apply(INCREASE)
         self.pending = False
@@ -613,13 +608,13 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 # The floor and the descents of the candidates measured before EvalGreedyLR
                 # had its own (0.1x, one factor per descent), unless the candidate sets them.
                 kw["min_lr"] = kw.pop("min_ratio", 0.1) * ctx.base_lr
-                kw["accelerate"] = False
                 accel = kw.pop("accel", False)
+                kw["accelerate"] = bool(accel)  # descents compound (the shipped option)
                 sched = EvalGreedyLR(opt, total_steps=ctx.budget_steps,
                                      brake=kw.pop("train_brake"), **kw)
                 sched.brake = brake_cls(sched.brake.window, sched.brake.margin, lost)
-                if accel:
-                    _Accelerate(sched.controller, climbs=accel == "both")
+                if accel == "both":
+                    _AccelerateClimbs(sched.controller)
                 return registry.TrainingHooks(opt, sched, step_on="step_loss_then_eval")
             sched = ClockedGreedyLR(opt, total_steps=ctx.budget_steps, **kw)
             return registry.TrainingHooks(opt, sched, step_on="step_then_eval")
