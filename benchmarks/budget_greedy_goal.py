@@ -7,7 +7,12 @@ Reads the main cells of a ``learnlr bench`` folder and prints, for ``--subject``
   fixed schedule, and the pairs where it loses;
 * every track: the median ratio of its seed-mean final loss to the best schedule of the pair
   (all schedules and peers of that track), with the same for the main rivals;
-* the performance-profile area (final loss, every track), ranked.
+* the performance-profile area (final loss, every track), ranked;
+* for each tuned-track loss, two bounds from the subject's own validation curve (seed means, over
+  the rival's final loss): "first miss", where a rule that froze the weights at its first
+  evaluation without a new best would end, and "best seen", where a hindsight stop at its best
+  evaluation would. A reactive rule only learns of a rise at the first miss: where even that
+  bound is behind the rival, no feedback rule on the same trajectory can win the pair.
 
 ``--workloads`` restricts the figures (e.g. to the half not used to choose the defaults).
 
@@ -56,6 +61,7 @@ def main() -> None:
     tuned = seed_means(tracks["1"])
     print(f"{len(cells)} cells, {len(tuned)} (workload, optimizer) pairs; subject {subject}")
     print("\ntuned track, seed means, 1 % band: as good or better than ...")
+    losses = []
     for rival in FIXED_SCHEDULES:
         out = [(compare(m[subject], m[rival], "rel_1pct"), p) for p, m in tuned.items()
                if subject in m and rival in m]
@@ -63,7 +69,9 @@ def main() -> None:
             continue
         agob = sum(o >= 0 for o, _ in out) / len(out)
         lost = ", ".join(f"{w}/{opt}" for outcome, (w, _, opt) in out if outcome < 0)
+        losses += [(rival, p) for outcome, p in out if outcome < 0]
         print(f"  {rival:<14} {agob:5.0%} of {len(out)}   loses on: {lost or '-'}")
+    _print_stop_bounds(tracks["1"], subject, losses, tuned)
     print("\nmedian ratio of the seed-mean final loss to the best schedule of the pair")
     print(f"  {'schedule':<16}" + "".join(f"{'x' + k:>9}" for k in sorted(tracks, key=float)))
     for s in (subject, *RIVALS):
@@ -82,6 +90,38 @@ def main() -> None:
     print("\nperformance-profile area (final loss, every track), highest first")
     for s, a in sorted(area.items(), key=lambda kv: -kv[1]):
         print(f"  {s:<16} {a:.3f}")
+
+
+def _first_miss(curve: list[list[float]]) -> float:
+    """The validation loss at the first evaluation that sets no new best (the last if none)."""
+    best = curve[0][1]
+    for _, value in curve[1:]:
+        if value >= best:
+            return value
+        best = value
+    return curve[-1][1]
+
+
+def _print_stop_bounds(cells: list, subject: str, losses: list, tuned: dict) -> None:
+    """Per lost tuned-track pair: the subject's first-miss and best-seen losses over the rival's
+    final (seed means over the seeds in the store)."""
+    if not losses:
+        return
+    bounds: dict[tuple, list[tuple[float, float]]] = {}
+    for cell in cells:
+        c, r = cell["config"], cell["results"]
+        if c["schedule"] == subject and r.get("status") == "ok" and r.get("val_curve"):
+            pair = (c["workload"], int(c.get("budget_steps", 0)), c["optimizer"])
+            bounds.setdefault(pair, []).append((_first_miss(r["val_curve"]), r["best_val_loss"]))
+    print("  where it loses: its own curve's first miss / best seen over the rival's final "
+          "(> 1.01: out of reach of a rule that reacts to the validation loss)")
+    for rival, pair in sorted(losses, key=lambda rp: rp[1]):
+        if pair not in bounds:
+            continue
+        miss = statistics.fmean(b[0] for b in bounds[pair]) / tuned[pair][rival]
+        seen = statistics.fmean(b[1] for b in bounds[pair]) / tuned[pair][rival]
+        print(f"    {pair[0]}/{pair[2]} vs {rival}: final {tuned[pair][subject] / tuned[pair][rival]:.3f}, "
+              f"first miss {miss:.3f}, best seen {seen:.3f}")
 
 
 if __name__ == "__main__":

@@ -241,6 +241,41 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                                 "window": 2},
     "eval20_down0_brake_warm5_accel_min01_w3": {**_WARM5, "accel": True, "min_ratio": 0.01,
                                                 "window": 3},
+    # accel_min01 where an evaluation without a new best is a descent only if it is worse than
+    # the best by more than `band` times the noise of the validation curve (estimated from its
+    # second differences, which cancel the trend); closer than that it holds. A rolling mean
+    # (w2 / w3 above) lags a real rise on every curve; a band scaled by each curve's own noise
+    # leaves smooth curves (the overfitting ones) as they are and stops elec-forecast's
+    # up-swings of 20-25 % from each costing a descent.
+    "eval20_down0_brake_warm5_accel_min01_band1": {**_WARM5, "accel": True, "min_ratio": 0.01,
+                                                   "band": 1.0},
+    "eval20_down0_brake_warm5_accel_min01_band2": {**_WARM5, "accel": True, "min_ratio": 0.01,
+                                                   "band": 2.0},
+    # accel_min01 with a guard on the LR warmup: neither the decisions nor the brake look at the
+    # warmup, and at 10x the tuned LR SGD on char-lm (every seed; and elec-forecast on the quick
+    # budgets) blows up inside it for every schedule of the bench. A 5-loss rolling mean of the
+    # training loss at twice its best ends the warmup at half the LR where that best was seen.
+    "eval20_down0_brake_warm5_accel_min01_guard": {**_WARM5, "accel": True, "min_ratio": 0.01,
+                                                   "warmup_guard": (5, 1.0, 0.1)},
+    # guard, where the 5-loss mean must also be above its first value: a loss worse than before
+    # training is a blow-up; AdamW's loss doubling from its best early in the warmup at the tuned
+    # LR (digits-cnn, longtail-digits), where the guard fired and cost 1.2-2.5x, is not.
+    "eval20_down0_brake_warm5_accel_min01_guard_first": {**_WARM5, "accel": True,
+                                                         "min_ratio": 0.01,
+                                                         "warmup_guard": (5, 1.0, 0.1, 1.0)},
+    # Between the two: the mean must have given back half the progress it had made (from its
+    # first value to its best). digits-cnn/SGD at 10x, where the network dies in the warmup and
+    # its loss returns to chance (the plain guard: 0.02-0.12x), passes; an AdamW spike does not.
+    "eval20_down0_brake_warm5_accel_min01_guard_half": {**_WARM5, "accel": True,
+                                                        "min_ratio": 0.01,
+                                                        "warmup_guard": (5, 1.0, 0.1, 0.5)},
+    # band1 as a size, not a gate: a miss within the noise still descends, by one factor, and
+    # only misses beyond it compound (the streak grows only on evidence beyond the noise). A real
+    # rise on a smooth curve then loses no evaluation; a noisy curve's up-swings cost one factor
+    # each, as before compounding.
+    "eval20_down0_brake_warm5_accel_min01_band1_soft": {**_WARM5, "accel": True,
+                                                        "min_ratio": 0.01, "band": 1.0,
+                                                        "band_soft": True},
     # Undo a descent that did not pay off. A descent at call t is checked P calls later (P: the
     # budget-derived patience + 1, the shortest time to the next decision): the mean raw loss
     # over calls [t, t + P) is compared with the linear extrapolation of the two blocks of P
@@ -365,6 +400,101 @@ class _AccelerateClimbs:
                 self.apply(INCREASE)
         self.pending = False
         return taken
+
+
+class _NoiseBand:
+    """Wraps observe(): a metric above the best, but by less than ``band`` times the noise of the
+    metric's own curve, is neither better nor a miss: it holds (and ends a run of better calls).
+    The noise is estimated from second differences, which cancel a linear trend: for a curve
+    mu + e with iid noise of scale s, ``|v[t] - 2 v[t-1] + v[t-2]|`` has median ~1.65 s. Relative
+    to the metric's size, over the last ``memory`` differences (their median: one outlier, the
+    fast first drop or a spike, does not set it)."""
+
+    def __init__(self, controller: Any, band: float, memory: int = 5, soft: bool = False) -> None:
+        self.controller, self.observe, self.band = controller, controller.observe, band
+        self.soft = soft
+        self.values: deque[float] = deque(maxlen=3)
+        self.diffs: deque[float] = deque(maxlen=memory)
+        controller.observe = self
+
+    def noise(self) -> float:
+        return statistics.median(self.diffs) / 1.65 if self.diffs else 0.0
+
+    def __call__(self, value: float) -> int:
+        c = self.controller
+        if not math.isfinite(value):
+            return self.observe(value)
+        self.values.append(value)
+        if len(self.values) == 3:
+            a, b, v = self.values
+            self.diffs.append(abs(v - 2 * b + a) / max(abs(b), 1e-12))
+        best = c.best
+        if best is not None and best <= value <= best + self.band * self.noise() * abs(best):
+            if self.soft:  # a miss, but one factor: it neither compounds nor grows the streak
+                decision = self.observe(value)
+                if decision == DECREASE and c.config.accelerate:
+                    c.descent_streak -= 1
+                    c.descent_power = 1
+                return decision
+            c.num_calls += 1
+            c.last_value = value
+            c.num_good = 0
+            return HOLD
+        return self.observe(value)
+
+
+class _WarmupGuard:
+    """Wraps an eval-mode scheduler's tick(): during the LR warmup (where neither the decisions
+    nor the brake look), a rolling mean of ``window`` training losses above ``(1 + margin)`` x its
+    best (and, with ``lost``, back that share of the way from its best to its first value) ends
+    the warmup at once, at ``back`` x the LR the warmup had reached when that best mean was seen:
+    the LR ramp is a range test, and the loss blowing up says the target is too large.
+    ``(5, 1.0, 0.1, 0.5)`` is the rule shipped as ``learnlr.control.brake.WarmupGuard``.
+    """
+
+    def __init__(self, sched: Any, window: int, margin: float, back: float,
+                 lost: float = 0.0) -> None:
+        from learnlr.control.smoothing import RollingMean
+
+        self.sched, self.tick, self.margin, self.back = sched, sched.tick, margin, back
+        self.lost = lost
+        self.mean = RollingMean(window)
+        self.first: float | None = None
+        self.best: float | None = None
+        self.best_scale = 0.0
+        self.fired = False
+        sched.tick = self
+
+    def __call__(self, train_loss: Any = None) -> None:
+        s = self.sched
+        self.tick(train_loss)
+        step = s.last_epoch - 1  # the update whose loss this is
+        if self.fired or train_loss is None or step >= s._warmup_steps:
+            return
+        value = float(train_loss)
+        if not math.isfinite(value):
+            value = math.inf
+        else:
+            value = self.mean.push(value)
+            if len(self.mean) < self.mean.size:
+                return
+            if self.first is None:
+                self.first = value
+        if self.best is None or value < self.best:
+            self.best, self.best_scale = value, s._envelope_warmup[step]
+            return
+        if value <= (1.0 + self.margin) * self.best:
+            return
+        if self.lost and self.first is not None and (
+                value - self.best <= self.lost * (self.first - self.best)):
+            return
+        self.fired = True
+        b = s.budget
+        s._use_budget(Budget(b.total_steps, s.last_epoch, b.anneal_steps, b.shape))
+        c = s.controller
+        c.lrs = [min(max(lr * self.best_scale * self.back, lo), hi)
+                 for lr, lo, hi in zip(c.lrs, c.min_lrs, c.max_lrs)]
+        s._write_lrs()
 
 
 class _RateTest:
@@ -608,13 +738,22 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 # The floor and the descents of the candidates measured before EvalGreedyLR
                 # had its own (0.1x, one factor per descent), unless the candidate sets them.
                 kw["min_lr"] = kw.pop("min_ratio", 0.1) * ctx.base_lr
-                accel = kw.pop("accel", False)
+                accel, band = kw.pop("accel", False), kw.pop("band", None)
+                band_soft = kw.pop("band_soft", False)
+                guard = kw.pop("warmup_guard", None)
                 kw["accelerate"] = bool(accel)  # descents compound (the shipped option)
                 sched = EvalGreedyLR(opt, total_steps=ctx.budget_steps,
                                      brake=kw.pop("train_brake"), **kw)
                 sched.brake = brake_cls(sched.brake.window, sched.brake.margin, lost)
+                # EvalGreedyLR's own warmup guard is off unless the candidate sets one (below,
+                # the same rule as a wrapper): the candidates measured before it had none.
+                sched.guard = None
                 if accel == "both":
                     _AccelerateClimbs(sched.controller)
+                if band is not None:
+                    _NoiseBand(sched.controller, band, soft=band_soft)
+                if guard is not None:
+                    _WarmupGuard(sched, *guard)
                 return registry.TrainingHooks(opt, sched, step_on="step_loss_then_eval")
             sched = ClockedGreedyLR(opt, total_steps=ctx.budget_steps, **kw)
             return registry.TrainingHooks(opt, sched, step_on="step_then_eval")
