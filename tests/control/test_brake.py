@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from learnlr.control.brake import LossBrake
+from learnlr.control.brake import LossBrake, WarmupGuard
 
 
 def reference_fires(values: list[float], window: int, margin: float,
@@ -107,3 +107,65 @@ def test_lost_progress_spares_a_noisy_loss_near_zero_but_not_a_blow_up():
 def test_bad_lost_progress_is_a_value_error_naming_it():
     with pytest.raises(ValueError, match="lost_progress must be a number in"):
         LossBrake(5, lost_progress=1.5)
+
+
+def test_warmup_guard_fires_once_at_a_tenth_of_the_ramp_where_the_mean_was_best():
+    g = WarmupGuard(window=3)
+    ramps = [(t + 1) / 20 for t in range(20)]
+    losses = [3.0, 2.5, 2.0, 1.8, 1.7, 1.9, 2.5, 4.0, 9.0, 20.0, 50.0, 80.0]
+    out = [g.push(v, r) for v, r in zip(losses, ramps)]
+    # Means of 3: 2.5, 2.1, 1.83, 1.8 (the best, at the 6th loss: ramp 6 / 20), 2.03, 2.8, then
+    # 5.17 at the 9th loss, past 2 x 1.8.
+    fired = [i for i, o in enumerate(out) if o is not None]
+    assert fired == [8]
+    assert out[8] == pytest.approx(0.1 * 6 / 20)
+    assert g.fired
+
+
+def test_warmup_guard_treats_a_non_finite_loss_as_a_blowup_once_it_has_a_best():
+    g = WarmupGuard(window=2)
+    assert g.push(math.nan, 0.1) is None  # nothing to compare with yet
+    assert [g.push(v, r) for v, r in ((1.0, 0.2), (1.0, 0.3))] == [None, None]
+    assert g.push(math.inf, 0.4) == pytest.approx(0.1 * 0.3)
+
+
+def test_warmup_guard_fires_when_a_network_dies_back_to_chance():
+    # SGD at 10x on a CNN: the loss falls from chance (2.3) to 1.0, then the network dies.
+    g = WarmupGuard(window=2)
+    out = [g.push(v, (i + 1) / 20) for i, v in enumerate([2.3, 2.3, 1.6, 1.0, 1.0, 1.8, 2.3, 2.3])]
+    assert out[:6] == [None] * 6 and out[6] == pytest.approx(0.1 * 5 / 20)
+
+
+def test_warmup_guard_never_fires_on_a_falling_or_noisy_loss():
+    rng = random.Random(0)
+    g = WarmupGuard()
+    assert all(g.push(1.0 / (1 + 0.01 * t) * rng.uniform(0.7, 1.3), t / 500) is None
+               for t in range(500))
+
+
+def test_warmup_guard_state_round_trips_through_json():
+    losses = [2.0, 1.5, 1.2, 1.1, 1.3, 2.0, 3.0, 6.0, 12.0]
+    a = WarmupGuard(window=2)
+    head = [a.push(v, i / 10) for i, v in enumerate(losses[:4])]
+    b = WarmupGuard(window=2)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    tail_a = [a.push(v, (i + 4) / 10) for i, v in enumerate(losses[4:])]
+    tail_b = [b.push(v, (i + 4) / 10) for i, v in enumerate(losses[4:])]
+    assert head == [None] * 4 and tail_a == tail_b and any(o is not None for o in tail_a)
+
+
+@pytest.mark.parametrize("kw", [{"backoff": 0.0}, {"backoff": 1.5}, {"backoff": True},
+                                {"margin": 0.0}, {"window": 0}, {"lost_progress": 1.5}])
+def test_warmup_guard_rejects_bad_settings(kw):
+    with pytest.raises(ValueError):
+        WarmupGuard(**kw)
+
+
+def test_warmup_guard_lets_a_spike_that_keeps_most_of_the_progress_pass():
+    # AdamW at a good LR: the loss falls from 2.3 to 0.2, spikes to 1.0 and 1.2, recovers. The
+    # 2-loss mean (best 0.2) reaches 1.1, past twice its best, but keeps over half of the
+    # progress from its first mean (2.25).
+    g = WarmupGuard(window=2)
+    losses = [2.3, 2.2, 1.0, 0.4, 0.2, 0.2, 1.0, 1.2, 0.6, 0.3, 0.2]
+    assert all(g.push(v, (i + 1) / 20) is None for i, v in enumerate(losses))
+    assert not g.fired

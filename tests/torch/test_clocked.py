@@ -1,6 +1,7 @@
 """ClockedGreedyLR's two signals: decisions on decide(val), the brake on tick(train_loss)."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -47,9 +48,91 @@ def test_without_a_brake_training_losses_change_nothing():
 
 def test_warmup_updates_are_not_shown_to_the_brake():
     sched = make(warmup_steps=40)
-    for loss in [1.0] * 20 + [5.0] * 20:  # a blow-up inside the LR warmup only
+    for loss in [1.0] * 20 + [1.9] * 20:  # a rise inside the LR warmup, under the guard's 2x
         sched.tick(loss)
     assert sched.brake.num_brakes == 0 and len(sched.brake.values()) == 0
+    assert not sched.guard.fired and sched.budget.warmup_steps == 40
+
+
+def test_the_warmup_guard_ends_a_warmup_that_blows_up_at_a_tenth_of_the_lr_of_the_best_loss():
+    sched = make(warmup_steps=40, min_lr_ratio=EVAL_MIN_LR_RATIO)  # (0.1x would bind here)
+    losses = [2.0 - 0.1 * t for t in range(10)] + [1.2, 1.5, 2.5, 4.0, 8.0, 30.0]
+    ramps = []
+    for loss in losses:
+        sched.tick(loss)
+        ramps.append(sched.get_last_lr()[0] / 0.1)
+        if sched.guard.fired:
+            break
+    # The 5-loss mean is best over the losses of updates 6-10 (1.24; the ramp is 11 / 40 at
+    # update 10) and past twice that after update 14 (3.44). The warmup ends there: every later
+    # update is a stable-phase one.
+    assert len(ramps) == 15
+    assert sched.budget.warmup_steps == 15
+    assert sched.stable_lrs == pytest.approx([0.1 * 11 / 40 * 0.1])
+    assert sched.get_last_lr() == pytest.approx(sched.stable_lrs)
+    for _ in range(5):
+        sched.tick(30.0)  # the losses of the stable phase go to the brake now
+    assert len(sched.brake.values()) == 5
+    assert sched.stable_lrs == pytest.approx([0.1 * 11 / 40 * 0.1])  # it fires once
+
+
+def test_the_warmup_guard_resumes_exactly_after_it_fired():
+    losses = [2.0 - 0.1 * t for t in range(10)] + [4.0] * 10 + [0.5] * 80
+    vals = {t: 0.5 + 0.01 * (t % 7) for t in range(9, 100, 10)}
+
+    def run(sched, steps):
+        out = []
+        for t in steps:
+            sched.tick(losses[t])
+            if t in vals:
+                sched.decide(vals[t])
+            out.append(sched.get_last_lr()[0])
+        return out
+
+    full = run(make(total_steps=100, warmup_steps=40), range(100))
+    for cut in (3, 12, 16, 30, 60):
+        first = make(total_steps=100, warmup_steps=40)
+        head = run(first, range(cut))
+        second = make(total_steps=100, warmup_steps=40)
+        second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+        assert head + run(second, range(cut, 100)) == full
+    assert full[20] < full[9]  # the guard fired (the warmup would still be ramping up)
+
+
+def test_no_guard_without_a_brake_or_a_warmup():
+    assert make(brake=None, warmup_steps=40).guard is None
+    assert make(warmup_steps=0).guard is None
+
+
+def test_the_warmup_guard_rescues_sgd_from_a_warmup_into_divergence():
+    """A real least-squares model whose target LR is 10x past SGD's stability limit (2 / L):
+    without the guard the ramp crosses the limit and the loss goes non-finite; with it the
+    warmup ends and training converges."""
+
+    def train(brake):
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(256, 8, generator=gen)
+        y = x @ torch.randn(8, 1, generator=gen)
+        w = torch.nn.Parameter(torch.zeros(8, 1))
+        limit = 2.0 / torch.linalg.eigvalsh(2 * x.T @ x / len(x)).max().item()
+        opt = torch.optim.SGD([w], lr=10 * limit)
+        sched = ClockedGreedyLR(opt, total_steps=400, warmup_steps=100, brake=brake,
+                                **BUDGET_PER_EVAL)
+        loss = torch.tensor(0.0)
+        for _ in range(400):
+            loss = ((x @ w - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.tick(loss.item())
+            if not torch.isfinite(loss):
+                break
+        return loss.item(), sched
+
+    unguarded, _ = train(brake=None)
+    guarded, sched = train(brake=1.0)
+    assert not math.isfinite(unguarded) or unguarded > 1e6
+    assert sched.guard.fired and guarded < 1e-3
 
 
 def test_resume_mid_run_continues_bit_for_bit():

@@ -237,7 +237,13 @@ def _greedy_fingerprint() -> str:
 def _greedy_eval_budget_fingerprint() -> str:
     """The GreedyLR digest plus the budget-aware per-evaluation defaults and the brake's settings
     (its own digest, so a change there re-runs only this schedule's cells)."""
-    from learnlr.control.brake import DEFAULT_LOST_PROGRESS, DEFAULT_MARGIN
+    from learnlr.control.brake import (
+        DEFAULT_LOST_PROGRESS,
+        DEFAULT_MARGIN,
+        GUARD_BACKOFF,
+        GUARD_LOST_PROGRESS,
+        GUARD_WINDOW,
+    )
     from learnlr.control.schedule import (
         BUDGET_PER_EVAL,
         EVAL_MIN_LR_RATIO,
@@ -251,6 +257,8 @@ def _greedy_eval_budget_fingerprint() -> str:
     if EVAL_WARMUP_FRACTION:
         settings["warmup_fraction"] = EVAL_WARMUP_FRACTION
     settings["min_lr_ratio"] = EVAL_MIN_LR_RATIO
+    settings["warmup_guard"] = {"window": GUARD_WINDOW, "backoff": GUARD_BACKOFF,
+                                "lost_progress": GUARD_LOST_PROGRESS}
     extra = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(f"{_greedy_fingerprint()}|{extra}".encode()).hexdigest()[:16]
     return f"greedy-eval-budget:{digest}"

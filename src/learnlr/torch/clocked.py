@@ -22,6 +22,9 @@ also feeds the per-step training loss to a :class:`learnlr.control.brake.LossBra
 one descent at once when the loss turns unstable between two evaluations. Under
 ``torch.distributed`` that loss is reduced across ranks on every step (``reduce=``, one small
 collective per step; ``sync_every`` does not apply to it), so every rank takes the same descents.
+With a brake and an LR warmup, the losses of the warmup go to a
+:class:`learnlr.control.brake.WarmupGuard` instead: a loss that blows up while the LR ramps ends
+the warmup at once, at a tenth of the LR where the loss was best.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from typing import Any
 
 import torch
 
-from learnlr.control.brake import DEFAULT_MARGIN, LossBrake
-from learnlr.control.budget import check_total_steps
+from learnlr.control.brake import DEFAULT_MARGIN, LossBrake, WarmupGuard
+from learnlr.control.budget import Budget, check_total_steps
 from learnlr.control.greedy import DECREASE, HOLD
 from learnlr.control.schedule import (
     EVAL_MIN_LR_RATIO,
@@ -53,8 +56,9 @@ class ClockedGreedyLR(GreedyLR):
 
     ``brake``: None (off), or the margin of a :class:`~learnlr.control.brake.LossBrake` over the
     training losses passed to :meth:`tick` / :meth:`check_train_loss` (window: the paper's 50
-    losses). ``min_lr_ratio``: with ``min_lr=None``, the floor as a fraction of each group's
-    initial LR (None: GreedyLR's own default)."""
+    losses), and with an LR warmup a :class:`~learnlr.control.brake.WarmupGuard` over the
+    warmup's losses. ``min_lr_ratio``: with ``min_lr=None``, the floor as a fraction of each
+    group's initial LR (None: GreedyLR's own default)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, brake: float | None = None,
                  min_lr_ratio: float | None = None, **kwargs: Any) -> None:
@@ -75,6 +79,9 @@ class ClockedGreedyLR(GreedyLR):
             # doubles on noise alone once the loss is small and heavy-tailed (a 3-loss window
             # braked a well-tuned toy run).
             self.brake = LossBrake(REACTIVE_DEFAULTS["window"], brake)
+        self.guard: WarmupGuard | None = None
+        if brake is not None and self.budget is not None and self.budget.warmup_steps:
+            self.guard = WarmupGuard(margin=brake)
 
     def step(self, metric: Any = None) -> None:  # type: ignore[override]
         if metric is not None or self._in_initial_step():
@@ -111,9 +118,25 @@ class ClockedGreedyLR(GreedyLR):
             if self.brake.push(value):
                 self._apply(DECREASE)
             return
-        if observes(self.budget, self.last_epoch - 1) and self.brake.push(value):
+        step = self.last_epoch - 1  # the update whose loss this is
+        if not observes(self.budget, step):
+            if self.guard is not None:
+                restart = self.guard.push(value, self._envelope_warmup[step])
+                if restart is not None:
+                    self._end_warmup(self.budget, restart)
+            return
+        if self.brake.push(value):
             self.controller.apply(DECREASE)
             self._write_lrs()
+
+    def _end_warmup(self, b: Budget, restart: float) -> None:
+        """The guard fired: no more warmup, and GreedyLR's LRs become ``restart`` x what they
+        were (within their bounds). The budget with the shortened warmup is in the state, so a
+        resumed run keeps it."""
+        self._use_budget(Budget(b.total_steps, self.last_epoch, b.anneal_steps, b.shape))
+        c = self.controller
+        c.lrs = [min(max(lr * restart, lo), hi) for lr, lo, hi in zip(c.lrs, c.min_lrs, c.max_lrs)]
+        self._write_lrs()
 
     def decide(self, metric: Any) -> None:
         """One decision on ``metric`` (a number or a 0-d tensor), reduced across ranks when
@@ -135,6 +158,7 @@ class ClockedGreedyLR(GreedyLR):
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["brake"] = None if self.brake is None else self.brake.state_dict()
+        state["warmup_guard"] = None if self.guard is None else self.guard.state_dict()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -142,6 +166,9 @@ class ClockedGreedyLR(GreedyLR):
         saved = state_dict.get("brake")
         if self.brake is not None and saved is not None:
             self.brake.load_state_dict(saved)
+        guard = state_dict.get("warmup_guard")  # (states written before the guard: none)
+        if self.guard is not None and guard is not None:
+            self.guard.load_state_dict(guard)
 
 
 def eval_mode_defaults(total_steps: int | None) -> dict[str, Any]:
