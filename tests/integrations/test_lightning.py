@@ -172,6 +172,28 @@ def test_epoch_mode_warmup_follows_an_explicit_total_steps_and_can_be_turned_off
         assert greedy_of(t).budget.total_steps == greedy.get("total_steps", 7 * BATCHES_PER_EPOCH)
 
 
+def test_epoch_mode_warmup_guard_rescues_an_lr_that_blows_up_inside_the_warmup(tmp_path):
+    class TooLarge(TinyRegressor):
+        def configure_optimizers(self):
+            # 8 standard-normal features: SGD on the MSE is unstable past an LR of about 1.
+            opt = torch.optim.SGD(self.parameters(), lr=5.0)
+            return {"optimizer": opt, "lr_scheduler": lr_scheduler_config(
+                self, opt, monitor="val_loss", interval="epoch", warmup_steps=30, **self.greedy)}
+
+    finals = {}
+    for brake in (None, 1.0):
+        model = TooLarge()
+        model.greedy = {"brake": brake}
+        t = trainer(tmp_path / str(brake), max_epochs=10)
+        t.fit(model, regression_loader(0), regression_loader(1))
+        finals[brake] = (model.train_losses[-1], greedy_of(t))
+    unguarded, (guarded, sched) = finals[None][0], finals[1.0]
+    assert finals[None][1].guard is None
+    assert not unguarded < 1e3  # blown up (or NaN)
+    assert sched.guard.fired and sched.budget.warmup_steps < 30
+    assert guarded < 0.1  # the noise floor of the data is 0.01
+
+
 def test_missing_monitored_metric_names_it_and_greedylr(tmp_path):
     model = TinyRegressor(monitor="val_loss", interval="epoch", log_val=False)
     t = trainer(tmp_path, max_epochs=1)

@@ -205,10 +205,13 @@ def test_eval_mode_warms_up_by_default_and_the_trainer_warmup_wins(tmp_path):
                    eval_strategy="steps", eval_steps=10, metric_for_best_model="loss")
     own.train()
     assert own.lr_scheduler.budget.warmup_steps == 4
+    # The Trainer's warmup is guarded too (the brake's guard on the ramp; it did not fire here:
+    # the tiny model's loss falls through it).
+    assert own.lr_scheduler.guard is not None and not own.lr_scheduler.guard.fired
     off, _ = build(tmp_path / "off", {"on": "eval", "warmup_steps": 0}, max_steps=40,
                    eval_strategy="steps", eval_steps=10, metric_for_best_model="loss")
     off.train()
-    assert off.lr_scheduler.budget.warmup_steps == 0
+    assert off.lr_scheduler.budget.warmup_steps == 0 and off.lr_scheduler.guard is None
     step_mode, _ = build(tmp_path / "step", {}, max_steps=40)
     step_mode.train()
     assert step_mode.lr_scheduler.budget.warmup_steps == 0
