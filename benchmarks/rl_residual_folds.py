@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from learnlr.bench.records import CellConfig
+from learnlr.bench.schedules import schedule_fingerprint
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore
 from learnlr.bench.summary import json_safe, summarize_tracks
 from learnlr.bench.workloads import WORKLOADS
@@ -123,7 +124,9 @@ def run_policy_cells(stem: Path, schedule: str, workloads: tuple[str, ...],
                      args: argparse.Namespace, purpose: str) -> list[Any]:
     """Run (or read back) ``stem``'s cells on ``workloads``: both optimizers, every track,
     seeds ``0 .. eval_seeds - 1``, stored in ``OUT/runs.sqlite``."""
-    fingerprint = policy_digest(stem)
+    # The policy's files and its base's defaults (as rl_deep's own fingerprint): a base that
+    # changed since the cells were made (a new rule in EvalGreedyLR) re-runs them.
+    fingerprint = f"{policy_digest(stem)}+{schedule_fingerprint(args.base)}"
     with ExperimentStore(args.store / STORE_FILENAME, readonly=True) as bench:
         wanted = []
         for w in workloads:
