@@ -254,7 +254,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # accel_min01 with a guard on the LR warmup: neither the decisions nor the brake look at the
     # warmup, and at 10x the tuned LR SGD on char-lm (every seed; and elec-forecast on the quick
     # budgets) blows up inside it for every schedule of the bench. A 5-loss rolling mean of the
-    # training loss at twice its best ends the warmup at half the LR where that best was seen.
+    # training loss at twice its best ends the warmup at a tenth of the LR where that best was
+    # seen (the LR range test's rule of thumb; 0.5 still diverged on char-lm seed 102).
     "eval20_down0_brake_warm5_accel_min01_guard": {**_WARM5, "accel": True, "min_ratio": 0.01,
                                                    "warmup_guard": (5, 1.0, 0.1)},
     # guard, where the 5-loss mean must also be above its first value: a loss worse than before
@@ -266,6 +267,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # Between the two: the mean must have given back half the progress it had made (from its
     # first value to its best). digits-cnn/SGD at 10x, where the network dies in the warmup and
     # its loss returns to chance (the plain guard: 0.02-0.12x), passes; an AdamW spike does not.
+    # Shipped (learnlr.control.brake.WarmupGuard; docs/greedylr.md, "A guard on the LR warmup").
     "eval20_down0_brake_warm5_accel_min01_guard_half": {**_WARM5, "accel": True,
                                                         "min_ratio": 0.01,
                                                         "warmup_guard": (5, 1.0, 0.1, 0.5)},
