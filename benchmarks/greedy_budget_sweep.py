@@ -255,7 +255,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # warmup, and at 10x the tuned LR SGD on char-lm (every seed; and elec-forecast on the quick
     # budgets) blows up inside it for every schedule of the bench. A 5-loss rolling mean of the
     # training loss at twice its best ends the warmup at a tenth of the LR where that best was
-    # seen (the LR range test's rule of thumb; 0.5 still diverged on char-lm seed 102).
+    # seen (the LR range test's rule of thumb; backing off to half still diverged on char-lm
+    # seeds 100 at margin 1 and 102 at margin 0.5).
     "eval20_down0_brake_warm5_accel_min01_guard": {**_WARM5, "accel": True, "min_ratio": 0.01,
                                                    "warmup_guard": (5, 1.0, 0.1)},
     # guard, where the 5-loss mean must also be above its first value: a loss worse than before
