@@ -21,6 +21,31 @@ def losses_with_a_blowup(steps=200, at=60):
     return [1.0 / (1 + 0.05 * t) if t < at else 3.0 for t in range(steps)]
 
 
+def resumes_bit_for_bit(losses, cuts, **kw):
+    """Run ``make(**kw)`` over ``losses`` with a decision after every 10th step; for each cut,
+    stop there, save the state through JSON and go on in a fresh scheduler: the LRs must be the
+    uninterrupted run's. Returns those LRs."""
+    vals = {t: 0.5 + 0.01 * (t % 7) for t in range(9, len(losses), 10)}
+
+    def run(sched, steps):
+        out = []
+        for t in steps:
+            sched.tick(losses[t])
+            if t in vals:
+                sched.decide(vals[t])
+            out.append(sched.get_last_lr()[0])
+        return out
+
+    full = run(make(**kw), range(len(losses)))
+    for cut in cuts:
+        first = make(**kw)
+        head = run(first, range(cut))
+        second = make(**kw)
+        second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+        assert head + run(second, range(cut, len(losses))) == full
+    return full
+
+
 def test_the_brake_takes_one_descent_when_the_training_loss_doubles():
     sched = make()
     window = sched.brake.window
@@ -78,24 +103,7 @@ def test_the_warmup_guard_ends_a_warmup_that_blows_up_at_a_tenth_of_the_lr_of_th
 
 def test_the_warmup_guard_resumes_exactly_after_it_fired():
     losses = [2.0 - 0.1 * t for t in range(10)] + [4.0] * 10 + [0.5] * 80
-    vals = {t: 0.5 + 0.01 * (t % 7) for t in range(9, 100, 10)}
-
-    def run(sched, steps):
-        out = []
-        for t in steps:
-            sched.tick(losses[t])
-            if t in vals:
-                sched.decide(vals[t])
-            out.append(sched.get_last_lr()[0])
-        return out
-
-    full = run(make(total_steps=100, warmup_steps=40), range(100))
-    for cut in (3, 12, 16, 30, 60):
-        first = make(total_steps=100, warmup_steps=40)
-        head = run(first, range(cut))
-        second = make(total_steps=100, warmup_steps=40)
-        second.load_state_dict(json.loads(json.dumps(first.state_dict())))
-        assert head + run(second, range(cut, 100)) == full
+    full = resumes_bit_for_bit(losses, (3, 12, 16, 30, 60), total_steps=100, warmup_steps=40)
     assert full[20] < full[9]  # the guard fired (the warmup would still be ramping up)
 
 
@@ -136,25 +144,7 @@ def test_the_warmup_guard_rescues_sgd_from_a_warmup_into_divergence():
 
 
 def test_resume_mid_run_continues_bit_for_bit():
-    losses = losses_with_a_blowup()
-    vals = {t: 0.5 + 0.01 * (t % 7) for t in range(9, 200, 10)}
-
-    def run(sched, steps):
-        out = []
-        for t in steps:
-            sched.tick(losses[t])
-            if t in vals:
-                sched.decide(vals[t])
-            out.append(sched.get_last_lr()[0])
-        return out
-
-    full = run(make(), range(200))
-    for cut in (5, 64, 71, 150, 190):
-        first = make()
-        head = run(first, range(cut))
-        second = make()
-        second.load_state_dict(json.loads(json.dumps(first.state_dict())))
-        assert head + run(second, range(cut, 200)) == full
+    resumes_bit_for_bit(losses_with_a_blowup(), (5, 64, 71, 150, 190))
 
 
 def test_per_eval_defaults_depend_on_the_budget():
