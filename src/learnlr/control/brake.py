@@ -129,7 +129,8 @@ class WarmupGuard:
     """``push(loss, ramp)`` during the LR warmup (``ramp``: the warmup's multiplier for the
     update whose loss it is) returns None, or once, when the loss blows up (its mean above twice
     its best and back half way to its first), the multiplier of the target LR to restart at
-    without the rest of the warmup."""
+    without the rest of the warmup. The blow-up test is :class:`LossBrake`'s own, on a short
+    window; the guard adds where the best mean was seen and what to restart at."""
 
     def __init__(self, window: int = GUARD_WINDOW, margin: float = DEFAULT_MARGIN,
                  backoff: float = GUARD_BACKOFF,
@@ -138,51 +139,35 @@ class WarmupGuard:
             0.0 < backoff <= 1.0
         ):
             raise ValueError(f"guard backoff must be a number in (0, 1], got {backoff!r}")
-        # Validated as the brake validates them.
-        checked = LossBrake(1, margin, lost_progress)
-        self.margin, self.lost_progress = checked.margin, checked.lost_progress
         self.backoff = float(backoff)
-        self._mean = RollingMean(window)
-        self.first: float | None = None
-        self.best: float | None = None
+        self._brake = LossBrake(window, margin, lost_progress)
         self.best_ramp = 0.0
         self.fired = False
 
     def push(self, value: float, ramp: float) -> float | None:
         if self.fired:
             return None
+        brake = self._brake
         if math.isfinite(value):
-            smoothed = self._mean.push(value)
-            if len(self._mean) < self._mean.size:
-                return None
-            if self.first is None:
-                self.first = smoothed
-            if self.best is None or smoothed < self.best:
-                self.best, self.best_ramp = smoothed, float(ramp)
-                return None
+            best = brake.best
+            blow_up = brake.push(value)
+            if brake.best != best:  # a new best mean: the ramp where it was seen
+                self.best_ramp = float(ramp)
         else:
-            smoothed = math.inf  # the run is blowing up now
-        if self.best is None or self.first is None or self.best <= 0.0:
-            return None  # (no reference yet; "twice the best" means nothing for a loss <= 0)
-        if smoothed <= (1.0 + self.margin) * self.best:
-            return None
-        if smoothed - self.best <= self.lost_progress * (self.first - self.best):
+            # The run is blowing up now: an infinite mean passes both of the brake's tests
+            # once there is a (positive) best to compare with.
+            blow_up = brake.best is not None and brake.best > 0.0
+        if not blow_up:
             return None
         self.fired = True
         return self.best_ramp * self.backoff
 
     def state_dict(self) -> dict[str, Any]:
-        return {"window": self._mean.state_dict(), "margin": self.margin,
-                "backoff": self.backoff, "lost_progress": self.lost_progress,
-                "first": self.first, "best": self.best,
+        return {"brake": self._brake.state_dict(), "backoff": self.backoff,
                 "best_ramp": self.best_ramp, "fired": self.fired}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._mean.load_state_dict(state["window"])
-        self.margin = float(state["margin"])
+        self._brake.load_state_dict(state["brake"])
         self.backoff = float(state["backoff"])
-        self.lost_progress = float(state["lost_progress"])
-        self.first = None if state["first"] is None else float(state["first"])
-        self.best = None if state["best"] is None else float(state["best"])
         self.best_ramp = float(state["best_ramp"])
         self.fired = bool(state["fired"])
