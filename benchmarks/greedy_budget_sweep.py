@@ -35,6 +35,7 @@ from learnlr.bench.runner import CellConfig, run_cell
 from learnlr.bench.store import ExperimentStore
 from learnlr.bench.summary import compare, ratio_to_best, seed_means, summarize_tracks
 from learnlr.bench.workloads import get_workload
+from learnlr.control.brake import WarmupGuard
 from learnlr.control.budget import Budget
 from learnlr.control.greedy import DECREASE, HOLD, INCREASE
 from learnlr.control.schedule import resolve
@@ -258,7 +259,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # seen (the LR range test's rule of thumb; backing off to half still diverged on char-lm
     # seeds 100 at margin 1 and 102 at margin 0.5).
     "eval20_down0_brake_warm5_accel_min01_guard": {**_WARM5, "accel": True, "min_ratio": 0.01,
-                                                   "warmup_guard": (5, 1.0, 0.1)},
+                                                   "warmup_guard": (5, 1.0, 0.1, 0.0)},
     # guard, where the 5-loss mean must also be above its first value: a loss worse than before
     # training is a blow-up; AdamW's loss doubling from its best early in the warmup at the tuned
     # LR (digits-cnn, longtail-digits), where the guard fired and cost 1.2-2.5x, is not.
@@ -444,60 +445,6 @@ class _NoiseBand:
             c.num_good = 0
             return HOLD
         return self.observe(value)
-
-
-class _WarmupGuard:
-    """Wraps an eval-mode scheduler's tick(): during the LR warmup (where neither the decisions
-    nor the brake look), a rolling mean of ``window`` training losses above ``(1 + margin)`` x its
-    best (and, with ``lost``, back that share of the way from its best to its first value) ends
-    the warmup at once, at ``back`` x the LR the warmup had reached when that best mean was seen:
-    the LR ramp is a range test, and the loss blowing up says the target is too large.
-    ``(5, 1.0, 0.1, 0.5)`` is the rule shipped as ``learnlr.control.brake.WarmupGuard``.
-    """
-
-    def __init__(self, sched: Any, window: int, margin: float, back: float,
-                 lost: float = 0.0) -> None:
-        from learnlr.control.smoothing import RollingMean
-
-        self.sched, self.tick, self.margin, self.back = sched, sched.tick, margin, back
-        self.lost = lost
-        self.mean = RollingMean(window)
-        self.first: float | None = None
-        self.best: float | None = None
-        self.best_scale = 0.0
-        self.fired = False
-        sched.tick = self
-
-    def __call__(self, train_loss: Any = None) -> None:
-        s = self.sched
-        self.tick(train_loss)
-        step = s.last_epoch - 1  # the update whose loss this is
-        if self.fired or train_loss is None or step >= s._warmup_steps:
-            return
-        value = float(train_loss)
-        if not math.isfinite(value):
-            value = math.inf
-        else:
-            value = self.mean.push(value)
-            if len(self.mean) < self.mean.size:
-                return
-            if self.first is None:
-                self.first = value
-        if self.best is None or value < self.best:
-            self.best, self.best_scale = value, s._envelope_warmup[step]
-            return
-        if value <= (1.0 + self.margin) * self.best:
-            return
-        if self.lost and self.first is not None and (
-                value - self.best <= self.lost * (self.first - self.best)):
-            return
-        self.fired = True
-        b = s.budget
-        s._use_budget(Budget(b.total_steps, s.last_epoch, b.anneal_steps, b.shape))
-        c = s.controller
-        c.lrs = [min(max(lr * self.best_scale * self.back, lo), hi)
-                 for lr, lo, hi in zip(c.lrs, c.min_lrs, c.max_lrs)]
-        s._write_lrs()
 
 
 class _RateTest:
@@ -748,15 +695,14 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 sched = EvalGreedyLR(opt, total_steps=ctx.budget_steps,
                                      brake=kw.pop("train_brake"), **kw)
                 sched.brake = brake_cls(sched.brake.window, sched.brake.margin, lost)
-                # EvalGreedyLR's own warmup guard is off unless the candidate sets one (below,
-                # the same rule as a wrapper): the candidates measured before it had none.
-                sched.guard = None
+                # EvalGreedyLR's warmup guard only where the candidate sets one, with the
+                # candidate's settings (window, margin, backoff, lost progress): the candidates
+                # measured before it had none.
+                sched.guard = None if guard is None else WarmupGuard(*guard)
                 if accel == "both":
                     _AccelerateClimbs(sched.controller)
                 if band is not None:
                     _NoiseBand(sched.controller, band, soft=band_soft)
-                if guard is not None:
-                    _WarmupGuard(sched, *guard)
                 return registry.TrainingHooks(opt, sched, step_on="step_loss_then_eval")
             sched = ClockedGreedyLR(opt, total_steps=ctx.budget_steps, **kw)
             return registry.TrainingHooks(opt, sched, step_on="step_then_eval")
