@@ -17,6 +17,10 @@ loss) over every track, and "all", the geometric mean over the three tracks.
     OMP_NUM_THREADS=1 python benchmarks/greedy_budget_sweep.py --store bench-out/dev/runs.sqlite \\
         --workloads graph-nodes reviews-imbalanced char-lm digits-cnn --workers 2
 
+``--paired DEV_WORKLOAD ...`` runs the baselines at the tuned LR only (the candidates on every
+track) and prints instead each candidate's paired effect over the first, per half and track,
+and the tuned track's as-good-or-better counts against every baseline.
+
 Cells are stored (``--out``): re-running skips finished ones.
 """
 
@@ -273,6 +277,20 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "eval20_down0_brake_warm5_accel_min01_guard_half": {**_WARM5, "accel": True,
                                                         "min_ratio": 0.01,
                                                         "warmup_guard": (5, 1.0, 0.1, 0.5)},
+    # The shipped mode (guard_half) where a new best validation loss that carries less than
+    # `gap` of the training loss's progress since the last evaluation, in the loss's own units,
+    # is a miss (_GapMiss): (V_prev - V) / (T_prev - T) < gap, T the interval's mean training
+    # loss. Overfitting shows as a widening train/validation gap before the validation loss
+    # turns, and a rule that waits for the turn loses the overfitting pairs to exponential decay
+    # by at least its first-miss bound. (Relative, log-scale progress was read first on stored
+    # curves and dropped: it inflates the training loss's drops near zero, graph-nodes/SGD at the
+    # tuned LR 0.0027 -> 0.0002 while the validation loss still improves at every evaluation.)
+    "eval20_down0_brake_warm5_accel_min01_guard_half_gapabs25": {
+        **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
+        "gap": 0.25},
+    "eval20_down0_brake_warm5_accel_min01_guard_half_gapabs50": {
+        **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
+        "gap": 0.5},
     # band1 as a size, not a gate: a miss within the noise still descends, by one factor, and
     # only misses beyond it compound (the streak grows only on evidence beyond the noise). A real
     # rise on a smooth curve then loses no evaluation; a noisy curve's up-swings cost one factor
@@ -445,6 +463,52 @@ class _NoiseBand:
             c.num_good = 0
             return HOLD
         return self.observe(value)
+
+
+class _GapMiss:
+    """Wraps an EvalGreedyLR: a new best validation loss V that carries less than ``ratio`` of
+    the training loss's progress since the last evaluation, (V_prev - V) < ratio * (T_prev - T)
+    with T the mean training loss over the interval, counts as a miss, a descent that compounds
+    like any other; the best is still recorded. Overfitting shows as a widening gap before the
+    validation loss turns: the training loss keeps falling while the validation loss flattens,
+    and a rule that waits for the rise reacts one evaluation too late (docs/greedylr.md, "What a
+    feedback rule cannot win")."""
+
+    def __init__(self, sched: Any, ratio: float) -> None:
+        self.sched, self.ratio = sched, ratio
+        self.controller, self.observe = sched.controller, sched.controller.observe
+        self.check, self.decide = sched.check_train_loss, sched.decide
+        self.total, self.count = 0.0, 0
+        self.prev: tuple[float, float] | None = None
+        sched.check_train_loss, sched.decide = self._train, self._decide
+        sched.controller.observe = self
+
+    def _decide(self, metric: Any) -> None:
+        self.decide(metric)  # observe (below) reads the mean; every evaluation starts anew
+        self.total, self.count = 0.0, 0
+
+    def _train(self, loss: Any) -> None:
+        value = float(loss)
+        if math.isfinite(value):
+            self.total, self.count = self.total + value, self.count + 1
+        self.check(loss)
+
+    def __call__(self, value: float) -> int:
+        c = self.controller
+        mean = self.total / self.count if self.count else math.nan
+        prev, self.prev = self.prev, (value, mean)
+        best = c.best
+        if (prev is None or best is None or not math.isfinite(value) or not math.isfinite(mean)
+                or not value < best or not mean < prev[1]):
+            return self.observe(value)
+        # In the loss's own units: the training and validation losses are the same function.
+        carried = (prev[0] - value) / (prev[1] - mean)
+        if carried >= self.ratio:
+            return self.observe(value)
+        decision = self.observe(math.inf)  # a miss (and no climb into it) ...
+        c._set_best(value)  # ... that still records the new best
+        c.last_value = value
+        return decision
 
 
 class _RateTest:
@@ -690,6 +754,7 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 kw["min_lr"] = kw.pop("min_ratio", 0.1) * ctx.base_lr
                 accel, band = kw.pop("accel", False), kw.pop("band", None)
                 band_soft = kw.pop("band_soft", False)
+                gap = kw.pop("gap", None)
                 guard = kw.pop("warmup_guard", None)
                 kw["accelerate"] = bool(accel)  # descents compound (the shipped option)
                 sched = EvalGreedyLR(opt, total_steps=ctx.budget_steps,
@@ -703,6 +768,8 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                     _AccelerateClimbs(sched.controller)
                 if band is not None:
                     _NoiseBand(sched.controller, band, soft=band_soft)
+                if gap is not None:
+                    _GapMiss(sched, gap)
                 return registry.TrainingHooks(opt, sched, step_on="step_loss_then_eval")
             sched = ClockedGreedyLR(opt, total_steps=ctx.budget_steps, **kw)
             return registry.TrainingHooks(opt, sched, step_on="step_then_eval")
@@ -776,7 +843,8 @@ def _run(config_json: dict[str, Any]) -> Any:
 
 def plan(store_path: Path, workloads: list[str], seeds: list[int],
          candidates: list[str], suite: str = "quick",
-         optimizers: tuple[str, ...] = ("sgd", "adamw")) -> list[CellConfig]:
+         optimizers: tuple[str, ...] = ("sgd", "adamw"),
+         baseline_scales: tuple[float, ...] = SCALES) -> list[CellConfig]:
     configs = []
     with ExperimentStore(store_path) as tuned:
         for w in workloads:
@@ -787,7 +855,7 @@ def plan(store_path: Path, workloads: list[str], seeds: list[int],
                 if lr is None:
                     raise SystemExit(f"no tuned base LR for {w}/{o} in {store_path}")
                 for s in (*BASELINES, *(f"cand_{c}" for c in candidates)):
-                    for scale in SCALES:
+                    for scale in (baseline_scales if s in BASELINES else SCALES):
                         for seed in seeds:
                             configs.append(CellConfig(w, o, s, seed, lr, budget, every,
                                                       lr_scale=scale))
@@ -851,6 +919,40 @@ def report(cells: list[dict[str, Any]], candidates: list[str]) -> None:
         print(f"{b:<18} {r[0]:6.3f} {r[1]:6.3f} {r[2]:6.3f}   (median, among baselines only)")
 
 
+def paired_report(cells: list[dict[str, Any]], candidates: list[str],
+                  dev: set[str]) -> None:
+    """``--paired``: each candidate after the first over the first (the shipped mode), seed means
+    per (workload, optimizer) pair, geometric mean over the pairs of each half and track (worst /
+    best pair; a run where only one of the two diverged counts as 10x / 0.1x), then the tuned
+    track's as-good-or-better count (1 % band) of every candidate against every baseline."""
+    base = f"cand_{candidates[0]}"
+
+    def capped(num: float, den: float) -> float:
+        if not math.isfinite(den):
+            return 1.0 if not math.isfinite(num) else 0.1
+        return min(max(num / den, 0.1), 10.0) if math.isfinite(num) else 10.0
+
+    for c in candidates[1:]:
+        name = f"cand_{c}"
+        for half in ("dev", "held-out"):
+            row = []
+            for key in SCALES:
+                means = seed_means([x for x in cells if x["config"]["lr_scale"] == key
+                                    and x["config"]["schedule"] in (base, name)])
+                ratios = [capped(m[name], m[base]) for pair, m in means.items()
+                          if (pair[0] in dev) == (half == "dev")]
+                if ratios:
+                    row.append(f"{_geomean(ratios):.3f} ({max(ratios):.2f} / {min(ratios):.2f})")
+            print(f"| {c} | {half} | {' | '.join(row)} |")
+    tuned = seed_means([x for x in cells if x["config"]["lr_scale"] == 1.0])
+    for c in candidates:
+        counts = []
+        for rival in BASELINES:
+            out = [compare(m[f"cand_{c}"], m[rival], "rel_1pct") for m in tuned.values()]
+            counts.append(f"{rival} {sum(o >= 0 for o in out)}/{len(out)}")
+        print(f"tuned, {c}: as good or better than " + ", ".join(counts))
+
+
 def main() -> None:
     global BASELINES
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -868,11 +970,14 @@ def main() -> None:
                                                             "wsd"],
                         help="the fixed schedules beside the candidates (default: the protocol's "
                              "five; exponential and polynomial are the tuned track's hardest)")
+    parser.add_argument("--paired", nargs="*", metavar="DEV_WORKLOAD", default=None,
+                        help="run the baselines at the tuned LR only and report each candidate "
+                             "over the first, per half (the listed workloads are the dev half)")
     args = parser.parse_args()
     BASELINES = tuple(args.baselines)
     register_candidates()
     configs = plan(args.store, args.workloads, args.seeds, args.candidates, args.suite,
-                   tuple(args.optimizers))
+                   tuple(args.optimizers), SCALES if args.paired is None else (1.0,))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with ExperimentStore(args.out) as store:
         todo = [c for c in configs if not store.has_cell(c)]
@@ -886,7 +991,10 @@ def main() -> None:
         hashes = {c.hash for c in configs}
         cells = [{"config": {"lr_scale": 1.0, **c.config}, "results": c.results}
                  for c in store.cells(hashes=hashes)]
-    report(cells, args.candidates)
+    if args.paired is None:
+        report(cells, args.candidates)
+    else:
+        paired_report(cells, args.candidates, set(args.paired))
 
 
 if __name__ == "__main__":
