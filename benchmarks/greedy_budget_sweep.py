@@ -291,6 +291,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "eval20_down0_brake_warm5_accel_min01_guard_half_gapabs50": {
         **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
         "gap": 0.5},
+    # gapabs25 with band1's noise band: the two address opposite errors. The band holds a miss
+    # within the curve's own noise (elec-forecast's up-swings; it cost the smooth, overfitting
+    # curves one evaluation), the gap descends on a smooth curve one evaluation before its turn.
+    "eval20_down0_brake_warm5_accel_min01_guard_half_band1_gapabs25": {
+        **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
+        "band": 1.0, "gap": 0.25},
     # band1 as a size, not a gate: a miss within the noise still descends, by one factor, and
     # only misses beyond it compound (the streak grows only on evidence beyond the noise). A real
     # rise on a smooth curve then loses no evaluation; a noisy curve's up-swings cost one factor
