@@ -57,6 +57,37 @@ def test_a_failed_write_leaves_no_partial_cell(tmp_path):
         assert conn.execute("SELECT COUNT(*) FROM trajectory").fetchone()[0] == 0
 
 
+class _InterruptAfterCommit:
+    """The store's real connection, with a Ctrl-C delivered just after ``COMMIT`` returns (where
+    Python can raise a KeyboardInterrupt between two bytecodes; a loaded CI machine hit it)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __getattr__(self, name: str):
+        return getattr(self.conn, name)
+
+    def execute(self, sql: str, *args):
+        cursor = self.conn.execute(sql, *args)
+        if sql == "COMMIT":
+            raise KeyboardInterrupt
+        return cursor
+
+
+def test_an_interrupt_after_commit_stays_an_interrupt_and_keeps_the_cell(tmp_path):
+    with ExperimentStore(tmp_path / "runs.sqlite") as store:
+        real = store._conn
+        store._conn = _InterruptAfterCommit(real)
+        try:
+            with pytest.raises(KeyboardInterrupt):  # not "cannot rollback": the CLI exits 130
+                store.write_cell(_result("cosine", 0, 0.5), suite="tiny", purpose="main")
+        finally:
+            store._conn = real
+        assert not real.in_transaction
+        assert store.count_cells() == 1  # the committed cell is kept
+        assert real.execute("SELECT COUNT(*) FROM trajectory").fetchone()[0] == 5
+
+
 def test_trajectories_reader_returns_best_runs_first_with_filters(tmp_path):
     with ExperimentStore(tmp_path / "runs.sqlite") as store:
         for schedule, seed, final in [("cosine", 0, 0.7), ("greedy_step", 0, 0.3),

@@ -104,6 +104,14 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Undo the open transaction, if there is one. A Ctrl-C can land after ``COMMIT`` has
+    returned (Python raises it between two bytecodes): a ROLLBACK then fails ("no transaction
+    is active") and its error would replace the interrupt, so the CLI would exit 2, not 130."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 def _check_is_sqlite(path: Path) -> None:
     """Refuse a file that is not SQLite before sqlite3 sees it (it would treat it as empty)."""
     try:
@@ -228,7 +236,7 @@ class ExperimentStore:
             self._conn.execute("ALTER TABLE trajectory_migrated RENAME TO trajectory")
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            _rollback(self._conn)
             raise
 
     def close(self) -> None:
@@ -288,7 +296,7 @@ class ExperimentStore:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return True
 
@@ -319,7 +327,7 @@ class ExperimentStore:
                 claimed.append(config)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return claimed
 
@@ -352,7 +360,7 @@ class ExperimentStore:
             )
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            _rollback(self._conn)
             raise
 
     def supersede(self, configs: Iterable[CellConfig]) -> int:
@@ -379,7 +387,7 @@ class ExperimentStore:
             demoted = self._conn.total_changes - before
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            _rollback(self._conn)
             raise
         return demoted
 
