@@ -123,16 +123,17 @@ class ClockedGreedyLR(GreedyLR):
             if self.guard is not None:
                 restart = self.guard.push(value, self._envelope_warmup[step])
                 if restart is not None:
-                    self._end_warmup(self.budget, restart)
+                    self._end_warmup(restart)
             return
         if self.brake.push(value):
             self.controller.apply(DECREASE)
             self._write_lrs()
 
-    def _end_warmup(self, b: Budget, restart: float) -> None:
+    def _end_warmup(self, restart: float) -> None:
         """The guard fired: no more warmup, and GreedyLR's LRs become ``restart`` x what they
         were (within their bounds). The budget with the shortened warmup is in the state, so a
         resumed run keeps it."""
+        b = self.budget
         self._use_budget(Budget(b.total_steps, self.last_epoch, b.anneal_steps, b.shape))
         c = self.controller
         c.lrs = [min(max(lr * restart, lo), hi) for lr, lo, hi in zip(c.lrs, c.min_lrs, c.max_lrs)]
