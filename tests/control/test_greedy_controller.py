@@ -100,6 +100,54 @@ def test_state_written_before_accelerate_loads_with_it_off():
     assert resumed.lrs == [2.0 * 0.5 * 0.5]
 
 
+def test_climb_on_speedup_climbs_when_a_gain_is_at_least_the_one_before():
+    c = make(patience=0, increase_every=100, climb_on_speedup=True, factor=0.8)
+    # Gains 1, 0.5 (slower: hold), 0.5 (as fast: climb), 0.6 (faster: climb), 0.1 (hold).
+    assert [c.update(v) for v in (10.0, 9.0, 8.5, 8.0, 7.4, 7.3)] == [
+        HOLD, HOLD, HOLD, INCREASE, INCREASE, HOLD]
+    assert c.lrs == pytest.approx([1.0 / 0.8 ** 2])
+    assert c.increase_votes == 6  # the votes kept counting toward the every-n-th climb
+
+
+def test_climb_on_speedup_measures_no_gain_across_a_miss():
+    c = make(patience=0, increase_every=100, climb_on_speedup=True, factor=0.8)
+    # 5.0 misses; 4.0 is a new best 1.0 below the old best, but after a miss: no gain yet. 3.9
+    # (gain 0.1) has nothing to compare with; 3.8 (0.1 again) climbs.
+    decisions = [c.update(v) for v in (6.0, 4.5, 5.0, 4.0, 3.9, 3.8)]
+    assert decisions == [HOLD, HOLD, DECREASE, HOLD, HOLD, INCREASE]
+    # Non-finite calls break a run of better calls too.
+    c = make(patience=0, increase_every=100, climb_on_speedup=True, factor=0.8)
+    assert [c.update(v) for v in (3.0, 2.0, float("nan"), 1.5, 1.0)] == [
+        HOLD, HOLD, DECREASE, HOLD, HOLD]
+
+
+def test_climb_on_speedup_is_off_by_default_and_sign_agnostic():
+    values = (10.0, 9.0, 8.0, 7.0)  # constant gains: a speed-up at the third gain
+    assert [make(patience=0, increase_every=100).update(v) for v in values] == [HOLD] * 4
+    up = make(patience=0, increase_every=100, climb_on_speedup=True, mode="max")
+    assert [up.update(-v) for v in values] == [HOLD, HOLD, INCREASE, INCREASE]
+    with pytest.raises(ValueError, match="climb_on_speedup must be True or False"):
+        GreedyConfig(climb_on_speedup=1)
+
+
+def test_climb_on_speedup_resumes_mid_run_and_loads_older_states():
+    def fresh():
+        return make(patience=0, increase_every=100, climb_on_speedup=True, factor=0.8)
+
+    c = fresh()
+    for v in (10.0, 9.0, 8.5):
+        c.update(v)
+    resumed = fresh()
+    resumed.load_state_dict(json.loads(json.dumps(c.state_dict())))
+    for ctrl in (c, resumed):
+        assert ctrl.update(8.0) == INCREASE  # gain 0.5 after 0.5: the stored gain was used
+    state = c.state_dict()
+    del state["last_better"], state["last_gain"]
+    older = fresh()
+    older.load_state_dict(state)
+    assert older.update(7.0) == HOLD and older.update(6.0) == HOLD and older.update(5.0) == INCREASE
+
+
 def test_compares_with_running_best_not_previous_value():
     c = make(patience=0)
     c.update(1.0)  # best = 1.0 -> increase (patience 0)

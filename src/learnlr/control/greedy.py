@@ -27,6 +27,13 @@ Semantics (see docs/greedylr.md for the comparison with the paper's Alg. 2 and t
   the LR by ``factor ** (n (n + 1) / 2)``, while an isolated one still costs one ``factor``.
   Decreases applied from outside (a brake's) stay one ``factor``. Off by default; the
   per-evaluation budget defaults use it (docs/greedylr.md).
+* ``climb_on_speedup``: in a run of better calls, one that improves on the previous call by at
+  least as much as that call improved on the one before (``v[k-1] - v[k] >= v[k-2] - v[k-1]``,
+  three better calls in a row) is an increase at once, beside the ``increase_every`` votes (whose
+  count it leaves alone). A curve that does not slow down is one whose LR is not yet the limit,
+  and after the climb the same test asks whether the climb paid off. Off by default; the
+  per-evaluation budget defaults use it (docs/greedylr.md, "Climbs while the curve does not
+  slow down").
 * ``reset_after``: after that many decreases attempted while every group already sat at its
   ``min_lr``, the learning rates return to their initial values and all state is cleared.
   An increase restarts that count.
@@ -117,6 +124,8 @@ class GreedyConfig:
     of descents. 1 is the paper's rule."""
     accelerate: bool = False
     """The k-th decrease since the last better call multiplies the LR by ``factor ** k``."""
+    climb_on_speedup: bool = False
+    """A better call whose gain is at least the previous better call's is an increase at once."""
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -140,8 +149,9 @@ class GreedyConfig:
         object.__setattr__(self, "window", _check_count("window", self.window, minimum=1))
         object.__setattr__(
             self, "increase_every", _check_count("increase_every", self.increase_every, minimum=1))
-        if not isinstance(self.accelerate, bool):
-            raise ValueError(f"accelerate must be True or False, got {self.accelerate!r}")
+        for name in ("accelerate", "climb_on_speedup"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.reset_after is not None:
             object.__setattr__(
                 self, "reset_after", _check_count("reset_after", self.reset_after, minimum=1)
@@ -246,6 +256,7 @@ class GreedyController:
         self._rel = config.threshold_mode == "rel"
         self._threshold = float(config.threshold)
         self._window = RollingMean(config.window) if config.window > 1 else None
+        self._speedup = config.climb_on_speedup
 
     def _clear(self) -> None:
         self._set_best(None)
@@ -257,6 +268,10 @@ class GreedyController:
         self.min_attempts = 0
         self.descent_streak = 0  # decreases decided since the last better call (accelerate)
         self.descent_power = 1  # factors the next DECREASE applies (observe sets, apply spends)
+        # climb_on_speedup: whether the last call was better, and its gain over the call before
+        # (None unless both were better).
+        self.last_better = False
+        self.last_gain: float | None = None
         self.last_value: float | None = None
         if self._window is not None:
             self._window.clear()
@@ -271,6 +286,7 @@ class GreedyController:
             if self._window is not None:
                 value = self._window.push(value)
             self.last_value = value if self._sign > 0 else -value
+            speedup = self._speedup and self._is_speedup(value)
             if value < self._bar:
                 # _set_best(value), inline: this runs on most calls of an improving run.
                 self._best = value
@@ -283,6 +299,9 @@ class GreedyController:
                 self.num_bad += 1
                 self.num_good = 0
         else:
+            speedup = False
+            if self._speedup:
+                self.last_better, self.last_gain = False, None
             self.num_bad += 1
             self.num_good = 0
             self.increases_left = 0  # never keep raising the LR into a diverging loss
@@ -299,6 +318,9 @@ class GreedyController:
             self.num_good = 0
             self.increase_votes += 1
             if self.increase_votes < self._increase_every:
+                if speedup:  # a climb now; the votes keep counting toward the next one
+                    self.increases_left = self.config.keep_increasing
+                    return INCREASE
                 return HOLD  # a vote for a climb, not yet enough evidence
             self.increase_votes = 0
             self.increases_left = self.config.keep_increasing
@@ -308,6 +330,16 @@ class GreedyController:
             self.decreases_left = self.config.keep_decreasing
             return self._decrease()
         return HOLD
+
+    def _is_speedup(self, value: float) -> bool:
+        """Track the gains of consecutive better calls (``value``: smoothed, internal sign) and
+        say whether this call's gain is at least the previous one's."""
+        if not value < self._bar:
+            self.last_better, self.last_gain = False, None
+            return False
+        gain = self._best - value if self.last_better and self._best is not None else None
+        previous, self.last_gain, self.last_better = self.last_gain, gain, True
+        return gain is not None and previous is not None and gain >= previous
 
     def _decrease(self) -> int:
         """A DECREASE decided by :meth:`observe`; with ``accelerate`` the next :meth:`apply` of
@@ -387,6 +419,8 @@ class GreedyController:
             "min_attempts": self.min_attempts,
             "descent_streak": self.descent_streak,
             "descent_power": self.descent_power,
+            "last_better": self.last_better,
+            "last_gain": self.last_gain,
             "num_calls": self.num_calls,
             "num_resets": self.num_resets,
             "window": None if self._window is None else self._window.state_dict(),
@@ -417,3 +451,6 @@ class GreedyController:
         self.increase_votes = int(state.get("increase_votes", 0))  # states written before it
         self.descent_streak = int(state.get("descent_streak", 0))  # (before accelerate)
         self.descent_power = int(state.get("descent_power", 1))
+        self.last_better = bool(state.get("last_better", False))  # (before climb_on_speedup)
+        gain = state.get("last_gain")
+        self.last_gain = None if gain is None else float(gain)

@@ -86,6 +86,9 @@ class GreedyLR(LRScheduler):
         accelerate: the k-th decrease since the last better call multiplies the LR by
             ``factor ** k`` instead of ``factor`` (a persistent lack of progress moves the LR
             faster). Default False; the budget-aware per-evaluation mode (``EvalGreedyLR``) uses it.
+        climb_on_speedup: in a run of better calls, one whose gain over the previous call is at
+            least that call's gain is an increase at once (the LR is not yet the limit while the
+            curve does not slow down). Default False; ``EvalGreedyLR`` with a budget uses it.
         threshold: minimum improvement over the best value that counts (>= 0).
         threshold_mode: ``"rel"`` (fraction of ``abs(best)``) or ``"abs"`` (metric units).
         keep_decreasing: after a decrease, keep decreasing for this many more calls (the
@@ -139,6 +142,7 @@ class GreedyLR(LRScheduler):
         patience: int | None = None,
         increase_every: int | None = None,
         accelerate: bool = False,
+        climb_on_speedup: bool = False,
         threshold: float = 0.0,
         threshold_mode: str = "rel",
         keep_decreasing: int = 0,
@@ -170,6 +174,7 @@ class GreedyLR(LRScheduler):
             total_steps=total_steps, warmup_steps=warmup_steps, anneal_fraction=anneal_fraction,
             factor=factor, patience=patience, increase_every=increase_every, window=window,
             adaptation=adaptation, mode=mode, accelerate=accelerate,
+            climb_on_speedup=climb_on_speedup,
             threshold=threshold, threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
             keep_increasing=keep_increasing, reset_after=reset_after,
         )
