@@ -297,6 +297,17 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "eval20_down0_brake_warm5_accel_min01_guard_half_band1_gapabs25": {
         **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
         "band": 1.0, "gap": 0.25},
+    # The shipped mode (guard_half) where, in a run of new bests, one whose gain is at least the
+    # previous one's (V[k-1] - V[k] >= V[k-2] - V[k-1]) is a climb at once, beside the every-6th
+    # rule (GreedyConfig.climb_on_speedup; first measured with a wrapper of observe() that gave
+    # the same cells bit for bit). A validation curve that does not slow down is one whose LR is
+    # not yet the limit; after the climb the same test asks whether the climb paid off (a
+    # too-small LR answers yes again and keeps climbing, a right one slows down and stops).
+    # Faster climbs on every improving evaluation (up2) rescued x0.1 and cost the tuned LR: this
+    # gates them on the shape of the curve. Shipped (BUDGET_PER_EVAL).
+    "eval20_down0_brake_warm5_accel_min01_guard_half_gainup": {
+        **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
+        "gain_up": True},
     # band1 as a size, not a gate: a miss within the noise still descends, by one factor, and
     # only misses beyond it compound (the streak grows only on evidence beyond the noise). A real
     # rise on a smooth curve then loses no evaluation; a noisy curve's up-swings cost one factor
@@ -763,6 +774,9 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 gap = kw.pop("gap", None)
                 guard = kw.pop("warmup_guard", None)
                 kw["accelerate"] = bool(accel)  # descents compound (the shipped option)
+                # Climbs on a curve that does not slow down (the shipped option) only where the
+                # candidate sets them: the candidates measured before had none.
+                kw["climb_on_speedup"] = kw.pop("gain_up", False)
                 sched = EvalGreedyLR(opt, total_steps=ctx.budget_steps,
                                      brake=kw.pop("train_brake"), **kw)
                 sched.brake = brake_cls(sched.brake.window, sched.brake.margin, lost)
