@@ -254,6 +254,29 @@ def test_eval_greedy_lr_compounds_descents_down_to_a_hundredth_of_its_lr():
             run(min_lr_ratio=bad)
 
 
+def test_eval_greedy_lr_climbs_while_the_validation_curve_does_not_slow_down():
+    from learnlr import EvalGreedyLR
+
+    def run(vals, **kw):
+        params = [torch.nn.Parameter(torch.zeros(1))]
+        sched = EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=200, warmup_steps=0,
+                             **kw)
+        lrs = []
+        for val in vals:
+            sched.step(1.0)
+            sched.decide(val)
+            lrs.append(sched.get_last_lr()[0])
+        return sched, lrs
+
+    steady = (1.0, 0.875, 0.75, 0.625, 0.5)  # equal gains: a climb from the second gain on
+    sched, lrs = run(steady)
+    assert sched.controller.config.climb_on_speedup
+    assert lrs == pytest.approx([0.1, 0.1, 0.125, 0.15625, 0.1953125])
+    slowing = (1.0, 0.9, 0.85, 0.82, 0.81)  # a curve that slows down: no climb before the 6th
+    assert run(slowing)[1] == pytest.approx([0.1] * 5)
+    assert run(steady, climb_on_speedup=False)[1] == pytest.approx([0.1] * 5)
+
+
 def test_bad_brake_margin_is_a_value_error():
     with pytest.raises(ValueError, match="brake margin"):
         make(brake=-1.0)

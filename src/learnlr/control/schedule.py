@@ -59,8 +59,12 @@ BUDGET_DEFAULTS: dict[str, Any] = {
 # loss that rises at every evaluation (an overfitting run, a 10x too large LR) then falls 10x in
 # 4 evaluations instead of 10, while an isolated miss still costs one factor (docs/greedylr.md,
 # "Compounding descents").
+# climb_on_speedup: a new best whose gain is at least the previous new best's (the curve is not
+# slowing down) climbs at once. A too-small LR keeps answering each climb with a larger gain and
+# climbs on; a right one slows down and stops (docs/greedylr.md, "Climbs while the curve does not
+# slow down").
 BUDGET_PER_EVAL: dict[str, Any] = {"window": 1, "patience": 0, "factor": 0.8, "increase_every": 6,
-                                   "accelerate": True}
+                                   "accelerate": True, "climb_on_speedup": True}
 
 # With a budget, the per-evaluation mode's LR floor (``min_lr=None``) is this fraction of the
 # initial LR, not the per-step mode's 0.1: with compounding descents a run that overfits reaches
