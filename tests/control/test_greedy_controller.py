@@ -111,14 +111,34 @@ def test_climb_on_speedup_climbs_when_a_gain_is_at_least_the_one_before():
 
 def test_climb_on_speedup_measures_no_gain_across_a_miss():
     c = make(patience=0, increase_every=100, climb_on_speedup=True, factor=0.8)
-    # 5.0 misses; 4.0 is a new best 1.0 below the old best, but after a miss: no gain yet. 3.9
+    # 5.0 misses; 4.0 is a new best 0.5 below the old best, but after a miss: no gain yet. 3.9
     # (gain 0.1) has nothing to compare with; 3.8 (0.1 again) climbs.
     decisions = [c.update(v) for v in (6.0, 4.5, 5.0, 4.0, 3.9, 3.8)]
     assert decisions == [HOLD, HOLD, DECREASE, HOLD, HOLD, INCREASE]
+    # Measured across the miss, 8.0's gain (9 -> 8) would equal 9.0's and climb.
+    c = make(patience=0, increase_every=100, climb_on_speedup=True, factor=0.8)
+    assert [c.update(v) for v in (10.0, 9.0, 9.5, 8.0, 7.0)] == [
+        HOLD, HOLD, DECREASE, HOLD, HOLD]
     # Non-finite calls break a run of better calls too.
     c = make(patience=0, increase_every=100, climb_on_speedup=True, factor=0.8)
     assert [c.update(v) for v in (3.0, 2.0, float("nan"), 1.5, 1.0)] == [
         HOLD, HOLD, DECREASE, HOLD, HOLD]
+
+
+def test_climb_on_speedup_measures_gains_from_the_best_not_the_threshold_bar():
+    # rel threshold 0.1: from the best the gains are 2.0 then 1.9 (slower: hold); from the bar
+    # they would be 1.0 (9 - 8) then 1.1 (7.2 - 6.1) and climb.
+    c = make(patience=0, increase_every=100, climb_on_speedup=True, factor=0.8, threshold=0.1)
+    assert [c.update(v) for v in (10.0, 8.0, 6.1)] == [HOLD, HOLD, HOLD]
+    assert [c.update(v) for v in (4.0,)] == [INCREASE]  # 2.1 after 1.9
+
+
+def test_climb_on_speedup_waits_for_a_climb_vote_under_patience():
+    # patience 1: only a call that completes a vote (more than `patience` better calls in a
+    # row) can be the climb; the speed-ups in between hold.
+    c = make(patience=1, increase_every=100, climb_on_speedup=True, factor=0.8)
+    assert [c.update(v) for v in (10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0)] == [
+        HOLD, HOLD, HOLD, INCREASE, HOLD, INCREASE, HOLD]
 
 
 def test_climb_on_speedup_is_off_by_default_and_sign_agnostic():
@@ -141,11 +161,14 @@ def test_climb_on_speedup_resumes_mid_run_and_loads_older_states():
     resumed.load_state_dict(json.loads(json.dumps(c.state_dict())))
     for ctrl in (c, resumed):
         assert ctrl.update(8.0) == INCREASE  # gain 0.5 after 0.5: the stored gain was used
+    # A state written before the option (no gains, no config key) resumes with it off, as
+    # checkpoints from before `accelerate` do.
     state = c.state_dict()
-    del state["last_better"], state["last_gain"]
+    del state["last_better"], state["last_gain"], state["config"]["climb_on_speedup"]
     older = fresh()
     older.load_state_dict(state)
-    assert older.update(7.0) == HOLD and older.update(6.0) == HOLD and older.update(5.0) == INCREASE
+    assert older.config.climb_on_speedup is False
+    assert [older.update(v) for v in (7.0, 6.0, 5.0)] == [HOLD] * 3
 
 
 def test_compares_with_running_best_not_previous_value():

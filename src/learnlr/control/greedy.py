@@ -30,7 +30,9 @@ Semantics (see docs/greedylr.md for the comparison with the paper's Alg. 2 and t
 * ``climb_on_speedup``: in a run of better calls, one that improves on the previous call by at
   least as much as that call improved on the one before (``v[k-1] - v[k] >= v[k-2] - v[k-1]``,
   three better calls in a row) is an increase at once, beside the ``increase_every`` votes (whose
-  count it leaves alone). A curve that does not slow down is one whose LR is not yet the limit,
+  count it leaves alone); with ``patience`` > 0 only a call that casts a vote can be one. Gains
+  are measured from the best (not the threshold's bar); a non-better call ends the run, a
+  descent from outside (a brake's) does not. A curve that does not slow down is one whose LR is not yet the limit,
   and after the climb the same test asks whether the climb paid off. Off by default; the
   per-evaluation budget defaults use it (docs/greedylr.md, "Climbs while the curve does not
   slow down").
@@ -125,7 +127,8 @@ class GreedyConfig:
     accelerate: bool = False
     """The k-th decrease since the last better call multiplies the LR by ``factor ** k``."""
     climb_on_speedup: bool = False
-    """A better call whose gain is at least the previous better call's is an increase at once."""
+    """A better call that votes for a climb and gains at least as much as the better call before
+    it is an increase at once (see the module docstring)."""
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:

@@ -86,9 +86,10 @@ class GreedyLR(LRScheduler):
         accelerate: the k-th decrease since the last better call multiplies the LR by
             ``factor ** k`` instead of ``factor`` (a persistent lack of progress moves the LR
             faster). Default False; the budget-aware per-evaluation mode (``EvalGreedyLR``) uses it.
-        climb_on_speedup: in a run of better calls, one whose gain over the previous call is at
-            least that call's gain is an increase at once (the LR is not yet the limit while the
-            curve does not slow down). Default False; ``EvalGreedyLR`` with a budget uses it.
+        climb_on_speedup: in a run of better calls, one that votes for a climb and whose gain
+            over the previous call is at least that call's gain is an increase at once (the LR
+            is not yet the limit while the curve does not slow down). Default False;
+            ``EvalGreedyLR`` with a budget uses it.
         threshold: minimum improvement over the best value that counts (>= 0).
         threshold_mode: ``"rel"`` (fraction of ``abs(best)``) or ``"abs"`` (metric units).
         keep_decreasing: after a decrease, keep decreasing for this many more calls (the
