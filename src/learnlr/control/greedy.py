@@ -32,10 +32,10 @@ Semantics (see docs/greedylr.md for the comparison with the paper's Alg. 2 and t
   three better calls in a row) is an increase at once, beside the ``increase_every`` votes (whose
   count it leaves alone); with ``patience`` > 0 only a call that casts a vote can be one. Gains
   are measured from the best (not the threshold's bar); a non-better call ends the run, a
-  descent from outside (a brake's) does not. A curve that does not slow down is one whose LR is not yet the limit,
-  and after the climb the same test asks whether the climb paid off. Off by default; the
-  per-evaluation budget defaults use it (docs/greedylr.md, "Climbs while the curve does not
-  slow down").
+  descent from outside (a brake's) does not. A curve that does not slow down is one whose LR is
+  not yet the limit, and after the climb the same test asks whether the climb paid off. Off by
+  default; the per-evaluation budget defaults use it (docs/greedylr.md, "Climbs while the curve
+  does not slow down").
 * ``reset_after``: after that many decreases attempted while every group already sat at its
   ``min_lr``, the learning rates return to their initial values and all state is cleared.
   An increase restarts that count.
