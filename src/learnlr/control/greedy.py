@@ -340,7 +340,7 @@ class GreedyController:
         if not value < self._bar:
             self.last_better, self.last_gain = False, None
             return False
-        gain = self._best - value if self.last_better and self._best is not None else None
+        gain = self._best - value if self.last_better else None  # last_better: a best exists
         previous, self.last_gain, self.last_better = self.last_gain, gain, True
         return gain is not None and previous is not None and gain >= previous
 
