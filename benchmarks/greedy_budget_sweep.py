@@ -308,6 +308,13 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "eval20_down0_brake_warm5_accel_min01_guard_half_gainup": {
         **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
         "gain_up": True},
+    # The shipped mode (gainup) where an evaluation at twice the best validation loss (the
+    # brake's instability, on the decided metric) marks its LR: no later climb reaches it
+    # (GreedyConfig.spike_ceiling). On the quick suite's graph-nodes/SGD at 10x (seed 0) a speed-up
+    # climbed back above an LR that had already spiked the loss 5x, and the network died.
+    "eval20_down0_brake_warm5_accel_min01_guard_half_gainup_ceiling": {
+        **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
+        "gain_up": True, "ceiling": True},
     # band1 as a size, not a gate: a miss within the noise still descends, by one factor, and
     # only misses beyond it compound (the streak grows only on evidence beyond the noise). A real
     # rise on a smooth curve then loses no evaluation; a noisy curve's up-swings cost one factor
@@ -777,6 +784,7 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 # Climbs on a curve that does not slow down (the shipped option) only where the
                 # candidate sets them: the candidates measured before had none.
                 kw["climb_on_speedup"] = kw.pop("gain_up", False)
+                kw["spike_ceiling"] = kw.pop("ceiling", False)  # (the same: none before it)
                 sched = EvalGreedyLR(opt, total_steps=ctx.budget_steps,
                                      brake=kw.pop("train_brake"), **kw)
                 sched.brake = brake_cls(sched.brake.window, sched.brake.margin, lost)

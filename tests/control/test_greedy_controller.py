@@ -171,6 +171,74 @@ def test_climb_on_speedup_resumes_mid_run_and_loads_older_states():
     assert [older.update(v) for v in (7.0, 6.0, 5.0)] == [HOLD] * 3
 
 
+def test_spike_ceiling_stops_climbs_back_to_an_lr_that_doubled_the_loss():
+    c = make(patience=0, spike_ceiling=True, factor=0.5)
+    # Two better calls climb 1 -> 2 -> 4; 0.5 at 4 is a miss but not a spike (0.4 x 1.25).
+    assert [c.update(v) for v in (1.0, 0.4, 0.5)] == [INCREASE, INCREASE, DECREASE]
+    assert c.ceiling_lrs is None
+    assert [c.update(v) for v in (0.3, 0.7)] == [INCREASE, DECREASE]  # 0.7 >= 2 x 0.3 at lr 4
+    assert c.ceiling_lrs == [4.0] and c.lrs == [2.0]
+    # Better calls climb no more: 2 / 0.5 would reach 4 (up to rounding). Votes still count.
+    assert [c.update(v) for v in (0.2, 0.1)] == [HOLD, HOLD]
+    assert c.lrs == [2.0]
+    # Further below, climbs are allowed up to one factor under the ceiling.
+    c.lrs = [0.5]
+    assert [c.update(v) for v in (0.05, 0.04, 0.03)] == [INCREASE, INCREASE, HOLD]
+    assert c.lrs == [2.0]
+
+
+def test_spike_ceiling_takes_the_lowest_spike_and_non_finite_calls():
+    c = make(patience=0, spike_ceiling=True, factor=0.5, increase_every=100)
+    c.update(1.0)
+    assert c.update(float("inf")) == DECREASE and c.ceiling_lrs == [1.0]
+    c.lrs = [8.0]
+    c.update(3.0)  # a spike at 8: the ceiling stays at the lower 1
+    assert c.ceiling_lrs == [1.0]
+    # "max" mode: a positive metric at half its best is the spike.
+    up = make(patience=0, spike_ceiling=True, factor=0.5, mode="max", increase_every=100)
+    assert [up.update(v) for v in (0.8, 0.41)] == [HOLD, DECREASE] and up.ceiling_lrs is None
+    assert up.update(0.4) == DECREASE and up.ceiling_lrs == [0.5]
+    # A loss whose best is <= 0 has no "twice as bad": no ceiling.
+    neg = make(patience=0, spike_ceiling=True, increase_every=100)
+    for v in (-1.0, 5.0):
+        neg.update(v)
+    assert neg.ceiling_lrs is None
+
+
+def test_spike_ceiling_ends_a_keep_increasing_run():
+    c = make(patience=0, spike_ceiling=True, factor=0.5, keep_increasing=3)
+    # The climb at call 1 starts a keep-increasing run; call 2 doubles the loss at lr 2, so the
+    # run's next increase (to 4) is held and the run ends.
+    assert [c.update(v) for v in (1.0, 2.0)] == [INCREASE, HOLD]
+    assert c.ceiling_lrs == [2.0] and c.lrs == [2.0] and c.increases_left == 0
+    off = make(patience=0, factor=0.5, keep_increasing=3)
+    assert [off.update(v) for v in (1.0, 2.0)] == [INCREASE, INCREASE]
+
+
+def test_spike_ceiling_is_off_by_default_resumes_and_loads_older_states():
+    values = (1.0, 0.5, 2.0, 0.4, 0.3)
+    plain = make(patience=0, factor=0.5)
+    assert [plain.update(v) for v in values][-2:] == [INCREASE, INCREASE]
+    assert plain.ceiling_lrs is None
+    with pytest.raises(ValueError, match="spike_ceiling must be True or False"):
+        GreedyConfig(spike_ceiling="yes")
+    c = make(patience=0, factor=0.5, spike_ceiling=True)
+    for v in values[:3]:
+        c.update(v)
+    resumed = make(patience=0, factor=0.5, spike_ceiling=True)
+    resumed.load_state_dict(json.loads(json.dumps(c.state_dict())))
+    assert resumed.ceiling_lrs == c.ceiling_lrs == [4.0]
+    for ctrl in (c, resumed):
+        assert [ctrl.update(v) for v in values[3:]] == [HOLD, HOLD]
+    # A state written before the option resumes with it off and no ceiling.
+    state = c.state_dict()
+    del state["ceiling_lrs"], state["config"]["spike_ceiling"]
+    older = make(patience=0, factor=0.5, spike_ceiling=True)
+    older.load_state_dict(state)
+    assert older.config.spike_ceiling is False and older.ceiling_lrs is None
+    assert older.update(0.1) == INCREASE
+
+
 def test_compares_with_running_best_not_previous_value():
     c = make(patience=0)
     c.update(1.0)  # best = 1.0 -> increase (patience 0)

@@ -134,7 +134,8 @@ def test_epoch_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
     t.fit(model, regression_loader(0), regression_loader(1))
     sched = greedy_of(t)
     config = sched.controller.config
-    keys = ("window", "patience", "factor", "increase_every", "accelerate", "climb_on_speedup")
+    keys = ("window", "patience", "factor", "increase_every", "accelerate", "climb_on_speedup",
+            "spike_ceiling")
     assert tuple(getattr(config, k) for k in keys) == tuple(BUDGET_PER_EVAL[k] for k in keys)
     # The per-evaluation floor: a hundredth of the initial LR.
     assert sched.controller.min_lrs == pytest.approx(

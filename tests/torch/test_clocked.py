@@ -277,6 +277,31 @@ def test_eval_greedy_lr_climbs_while_the_validation_curve_does_not_slow_down():
     assert run(steady, climb_on_speedup=False)[1] == pytest.approx([0.1] * 5)
 
 
+def test_eval_greedy_lr_never_climbs_back_to_an_lr_that_spiked_the_validation_loss():
+    from learnlr import EvalGreedyLR
+
+    def run(vals, **kw):
+        params = [torch.nn.Parameter(torch.zeros(1))]
+        sched = EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=200, warmup_steps=0,
+                             **kw)
+        lrs = []
+        for val in vals:
+            sched.step(1.0)
+            sched.decide(val)
+            lrs.append(sched.get_last_lr()[0])
+        return sched, lrs
+
+    # Equal gains climb to 0.15625; 1.3 (over twice the best 0.625) spikes there and descends.
+    # After it, the 6th climb vote (at 0.375) and a speed-up (0.25) would climb back to 0.15625
+    # and past it; the ceiling holds both.
+    vals = (1.0, 0.875, 0.75, 0.625, 1.3, 0.5, 0.375, 0.25)
+    sched, lrs = run(vals)
+    assert sched.controller.config.spike_ceiling
+    assert sched.controller.ceiling_lrs == pytest.approx([0.15625])
+    assert lrs[3:] == pytest.approx([0.15625, 0.125, 0.125, 0.125, 0.125])
+    assert run(vals, spike_ceiling=False)[1][-2:] == pytest.approx([0.15625, 0.1953125])
+
+
 def test_bad_brake_margin_is_a_value_error():
     with pytest.raises(ValueError, match="brake margin"):
         make(brake=-1.0)

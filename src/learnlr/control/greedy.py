@@ -36,6 +36,13 @@ Semantics (see docs/greedylr.md for the comparison with the paper's Alg. 2 and t
   not yet the limit, and after the climb the same test asks whether the climb paid off. Off by
   default; the per-evaluation budget defaults use it (docs/greedylr.md, "Climbs while the curve
   does not slow down").
+* ``spike_ceiling``: a call at least twice as bad as the best (a loss at twice its best, a
+  positive metric in ``"max"`` mode at half its best, or a non-finite value) marks the learning
+  rates it was measured at as too large: no later increase reaches them (it holds instead).
+  "Twice the best" is the training-loss brake's instability (:mod:`learnlr.control.brake`), here
+  on the decided metric. A climb back to an LR that has already blown the loss up once is the
+  one climb with evidence against it (docs/greedylr.md, "No climb back to an LR that spiked").
+  Off by default; the per-evaluation budget defaults use it.
 * ``reset_after``: after that many decreases attempted while every group already sat at its
   ``min_lr``, the learning rates return to their initial values and all state is cleared.
   An increase restarts that count.
@@ -55,6 +62,12 @@ from learnlr.control.smoothing import RollingMean
 HOLD = 0
 INCREASE = 1
 DECREASE = -1
+
+SPIKE_RATIO = 2.0
+"""``spike_ceiling``: a value this many times worse than the best marks its LR as too large."""
+# A climb reaches a ceiling within this relative tolerance (an LR descended by ``factor`` and
+# climbed back is the same LR up to rounding).
+_SAME_LR = 1e-9
 RESET = 2
 
 PER_EVAL: dict[str, float | int] = {"window": 1, "patience": 2, "factor": 0.8}
@@ -129,6 +142,9 @@ class GreedyConfig:
     climb_on_speedup: bool = False
     """A better call that votes for a climb and gains at least as much as the better call before
     it is an increase at once (see the module docstring)."""
+    spike_ceiling: bool = False
+    """A call at least twice as bad as the best caps every later increase below the LRs it was
+    measured at (see the module docstring)."""
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -152,7 +168,7 @@ class GreedyConfig:
         object.__setattr__(self, "window", _check_count("window", self.window, minimum=1))
         object.__setattr__(
             self, "increase_every", _check_count("increase_every", self.increase_every, minimum=1))
-        for name in ("accelerate", "climb_on_speedup"):
+        for name in ("accelerate", "climb_on_speedup", "spike_ceiling"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.reset_after is not None:
@@ -260,6 +276,7 @@ class GreedyController:
         self._threshold = float(config.threshold)
         self._window = RollingMean(config.window) if config.window > 1 else None
         self._speedup = config.climb_on_speedup
+        self._spike_ceiling = config.spike_ceiling
 
     def _clear(self) -> None:
         self._set_best(None)
@@ -276,6 +293,8 @@ class GreedyController:
         self.last_better = False
         self.last_gain: float | None = None
         self.last_value: float | None = None
+        # spike_ceiling: the lowest LRs a spike was measured at (None: no spike yet).
+        self.ceiling_lrs: list[float] | None = None
         if self._window is not None:
             self._window.clear()
 
@@ -290,6 +309,8 @@ class GreedyController:
                 value = self._window.push(value)
             self.last_value = value if self._sign > 0 else -value
             speedup = self._speedup and self._is_speedup(value)
+            if self._spike_ceiling and self._is_spike(value):
+                self._mark_ceiling()
             if value < self._bar:
                 # _set_best(value), inline: this runs on most calls of an improving run.
                 self._best = value
@@ -305,6 +326,8 @@ class GreedyController:
             speedup = False
             if self._speedup:
                 self.last_better, self.last_gain = False, None
+            if self._spike_ceiling:  # a blown-up metric is the worst spike
+                self._mark_ceiling()
             self.num_bad += 1
             self.num_good = 0
             self.increases_left = 0  # never keep raising the LR into a diverging loss
@@ -316,23 +339,50 @@ class GreedyController:
         if self.increases_left:
             self.increases_left -= 1
             self.num_good = self.num_bad = 0
-            return INCREASE
+            return self._climb()
         if self.num_good > self._patience:
             self.num_good = 0
             self.increase_votes += 1
             if self.increase_votes < self._increase_every:
                 if speedup:  # a climb now; the votes keep counting toward the next one
                     self.increases_left = self.config.keep_increasing
-                    return INCREASE
+                    return self._climb()
                 return HOLD  # a vote for a climb, not yet enough evidence
             self.increase_votes = 0
             self.increases_left = self.config.keep_increasing
-            return INCREASE
+            return self._climb()
         if self.num_bad > self._patience:
             self.num_bad = 0
             self.decreases_left = self.config.keep_decreasing
             return self._decrease()
         return HOLD
+
+    def _is_spike(self, value: float) -> bool:
+        """Whether ``value`` (smoothed, internal sign) is at least twice as bad as the best, in
+        the metric's own scale: a loss at twice its best, a positive ``"max"`` metric at half."""
+        best = self._best
+        if best is None:
+            return False
+        if self._sign > 0:
+            return best > 0.0 and value >= SPIKE_RATIO * best
+        return best < 0.0 and value >= best / SPIKE_RATIO
+
+    def _mark_ceiling(self) -> None:
+        """The current LRs blew the metric up: no later increase may reach them."""
+        ceiling = self.ceiling_lrs
+        self.ceiling_lrs = list(self.lrs) if ceiling is None else [
+            min(lr, c) for lr, c in zip(self.lrs, ceiling)]
+
+    def _climb(self) -> int:
+        """INCREASE, or HOLD (ending a keep-increasing run) where dividing any group's LR by
+        ``factor`` would reach the LR a spike was measured at (``spike_ceiling``)."""
+        ceiling = self.ceiling_lrs
+        if ceiling is not None:
+            f = self._factor * (1.0 - _SAME_LR)
+            if any(lr >= c * f for lr, c in zip(self.lrs, ceiling)):
+                self.increases_left = 0
+                return HOLD
+        return INCREASE
 
     def _is_speedup(self, value: float) -> bool:
         """Track the gains of consecutive better calls (``value``: smoothed, internal sign) and
@@ -424,6 +474,7 @@ class GreedyController:
             "descent_power": self.descent_power,
             "last_better": self.last_better,
             "last_gain": self.last_gain,
+            "ceiling_lrs": None if self.ceiling_lrs is None else list(self.ceiling_lrs),
             "num_calls": self.num_calls,
             "num_resets": self.num_resets,
             "window": None if self._window is None else self._window.state_dict(),
@@ -457,3 +508,5 @@ class GreedyController:
         self.last_better = bool(state.get("last_better", False))  # (before climb_on_speedup)
         gain = state.get("last_gain")
         self.last_gain = None if gain is None else float(gain)
+        ceiling = state.get("ceiling_lrs")  # (states written before spike_ceiling: none)
+        self.ceiling_lrs = None if ceiling is None else [float(v) for v in ceiling]

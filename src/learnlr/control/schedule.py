@@ -63,8 +63,12 @@ BUDGET_DEFAULTS: dict[str, Any] = {
 # slowing down) climbs at once. A too-small LR keeps answering each climb with a larger gain and
 # climbs on; a right one slows down and stops (docs/greedylr.md, "Climbs while the curve does not
 # slow down").
+# spike_ceiling: an evaluation at twice the best validation loss marks its LR as too large and no
+# later climb reaches it; a speed-up is no evidence against an LR that has blown the loss up once
+# (docs/greedylr.md, "No climb back to an LR that spiked").
 BUDGET_PER_EVAL: dict[str, Any] = {"window": 1, "patience": 0, "factor": 0.8, "increase_every": 6,
-                                   "accelerate": True, "climb_on_speedup": True}
+                                   "accelerate": True, "climb_on_speedup": True,
+                                   "spike_ceiling": True}
 
 # With a budget, the per-evaluation mode's LR floor (``min_lr=None``) is this fraction of the
 # initial LR, not the per-step mode's 0.1: with compounding descents a run that overfits reaches

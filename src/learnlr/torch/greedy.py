@@ -90,6 +90,9 @@ class GreedyLR(LRScheduler):
             over the previous call is at least that call's gain is an increase at once (the LR
             is not yet the limit while the curve does not slow down). Default False;
             ``EvalGreedyLR`` with a budget uses it.
+        spike_ceiling: a call at least twice as bad as the best (a loss at twice its best, or
+            non-finite) caps every later increase below the LRs it was measured at. Default
+            False; ``EvalGreedyLR`` with a budget uses it.
         threshold: minimum improvement over the best value that counts (>= 0).
         threshold_mode: ``"rel"`` (fraction of ``abs(best)``) or ``"abs"`` (metric units).
         keep_decreasing: after a decrease, keep decreasing for this many more calls (the
@@ -144,6 +147,7 @@ class GreedyLR(LRScheduler):
         increase_every: int | None = None,
         accelerate: bool = False,
         climb_on_speedup: bool = False,
+        spike_ceiling: bool = False,
         threshold: float = 0.0,
         threshold_mode: str = "rel",
         keep_decreasing: int = 0,
@@ -175,7 +179,7 @@ class GreedyLR(LRScheduler):
             total_steps=total_steps, warmup_steps=warmup_steps, anneal_fraction=anneal_fraction,
             factor=factor, patience=patience, increase_every=increase_every, window=window,
             adaptation=adaptation, mode=mode, accelerate=accelerate,
-            climb_on_speedup=climb_on_speedup,
+            climb_on_speedup=climb_on_speedup, spike_ceiling=spike_ceiling,
             threshold=threshold, threshold_mode=threshold_mode, keep_decreasing=keep_decreasing,
             keep_increasing=keep_increasing, reset_after=reset_after,
         )
