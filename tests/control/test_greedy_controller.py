@@ -237,6 +237,10 @@ def test_spike_ceiling_is_off_by_default_resumes_and_loads_older_states():
     older.load_state_dict(state)
     assert older.config.spike_ceiling is False and older.ceiling_lrs is None
     assert older.update(0.1) == INCREASE
+    state = c.state_dict()
+    state["ceiling_lrs"] = [4.0, 4.0]
+    with pytest.raises(ValueError, match="ceiling_lrs has 2 entries"):
+        make(patience=0, factor=0.5, spike_ceiling=True).load_state_dict(state)
 
 
 def test_compares_with_running_best_not_previous_value():

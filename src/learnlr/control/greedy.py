@@ -62,13 +62,13 @@ from learnlr.control.smoothing import RollingMean
 HOLD = 0
 INCREASE = 1
 DECREASE = -1
+RESET = 2
 
 SPIKE_RATIO = 2.0
 """``spike_ceiling``: a value this many times worse than the best marks its LR as too large."""
 # A climb reaches a ceiling within this relative tolerance (an LR descended by ``factor`` and
 # climbed back is the same LR up to rounding).
 _SAME_LR = 1e-9
-RESET = 2
 
 PER_EVAL: dict[str, float | int] = {"window": 1, "patience": 2, "factor": 0.8}
 """The defaults for stepping once per *evaluation* on a validation metric without a budget (the
@@ -509,4 +509,7 @@ class GreedyController:
         gain = state.get("last_gain")
         self.last_gain = None if gain is None else float(gain)
         ceiling = state.get("ceiling_lrs")  # (states written before spike_ceiling: none)
+        if ceiling is not None and len(ceiling) != n:
+            raise ValueError(
+                f"state ceiling_lrs has {len(ceiling)} entries but this scheduler has {n} groups")
         self.ceiling_lrs = None if ceiling is None else [float(v) for v in ceiling]

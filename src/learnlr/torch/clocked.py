@@ -195,10 +195,11 @@ class EvalGreedyLR(ClockedGreedyLR):
     :func:`learnlr.control.schedule.per_eval_defaults` (with ``total_steps``: descend on every
     evaluation that sets no new best, by ``0.8 ** k`` on the k-th in a row, climb by 1 / 0.8 on
     every 6th that does and at once on one that gains at least as much as the new best before it,
-    never back to an LR at which the metric doubled its best) and, with ``total_steps``, the brake at its default margin
-    (``brake=None``: off), a linear LR warmup over the first 5 % of the steps
-    (``warmup_steps=0``: none) and an LR floor at 0.01x the initial LR (``min_lr=`` sets it). The HF Trainer
-    (``use_greedy_lr(trainer, on="eval")``) and Lightning (``interval="epoch"``) build the same.
+    never back to an LR at which the metric doubled its best) and, with ``total_steps``, the
+    brake at its default margin (``brake=None``: off), a linear LR warmup over the first 5 % of
+    the steps (``warmup_steps=0``: none) and an LR floor at 0.01x the initial LR (``min_lr=``
+    sets it). The HF Trainer (``use_greedy_lr(trainer, on="eval")``) and Lightning
+    (``interval="epoch"``) build the same.
 
     >>> import torch
     >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
