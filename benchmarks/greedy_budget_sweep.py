@@ -101,6 +101,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # 5-loss mean at twice its best that has given back half its progress ends the warmup at a
     # tenth of the LR where that best was seen). The plain warmup (every2_warm5) cost the tuned
     # LR 1.7 %; at x10 the per-step default's worst runs die or diverge in their first steps.
+    # Rejected: tuned 1.06x on the dev half (digits-cnn), x10 0.67x (docs/greedylr.md).
     "f90_a50_every2_warm5_guard": {"factor": 0.9, "adaptation": 0.5, "increase_every": 2,
                                    "warmup_frac": 0.05, "step_guard": True},
     # The per-step default with WSD's 5 % LR warmup (the per-evaluation mode's x10 rescue came
@@ -318,6 +319,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # brake's instability, on the decided metric) marks its LR: no later climb reaches it
     # (GreedyConfig.spike_ceiling). On the quick suite's graph-nodes/SGD at 10x (seed 0) a speed-up
     # climbed back above an LR that had already spiked the loss 5x, and the network died.
+    # Shipped (BUDGET_PER_EVAL); benchmarks/greedy_spike_rerun.py is its check.
     "eval20_down0_brake_warm5_accel_min01_guard_half_gainup_ceiling": {
         **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
         "gain_up": True, "ceiling": True},
@@ -328,7 +330,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # training loss too, before the brake, the guard, compounding descents and speed-up climbs
     # existed. `_speedonly`: no vote climbs (increase_every 10**6), only speed-up climbs: a
     # training loss that keeps improving at a right LR (where it cannot see overfitting) then
-    # keeps its LR and anneals, as WSD does.
+    # keeps its LR and anneals, as WSD does. Both rejected: x10 0.47-0.81x, but the tuned LR
+    # pays 2-12 % where the training loss cannot see overfitting (docs/greedylr.md).
     "train20_shipped": {**_WARM5, "accel": True, "min_ratio": 0.01,
                         "warmup_guard": (5, 1.0, 0.1, 0.5), "gain_up": True, "ceiling": True,
                         "train_blocks": 20},
