@@ -254,52 +254,40 @@ def test_eval_greedy_lr_compounds_descents_down_to_a_hundredth_of_its_lr():
             run(min_lr_ratio=bad)
 
 
-def test_eval_greedy_lr_climbs_while_the_validation_curve_does_not_slow_down():
+def run_evals(vals, **kw):
+    """EvalGreedyLR at lr 0.1 (200 steps, no warmup): one step and one decision per value."""
     from learnlr import EvalGreedyLR
 
-    def run(vals, **kw):
-        params = [torch.nn.Parameter(torch.zeros(1))]
-        sched = EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=200, warmup_steps=0,
-                             **kw)
-        lrs = []
-        for val in vals:
-            sched.step(1.0)
-            sched.decide(val)
-            lrs.append(sched.get_last_lr()[0])
-        return sched, lrs
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    sched = EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=200, warmup_steps=0, **kw)
+    lrs = []
+    for val in vals:
+        sched.step(1.0)
+        sched.decide(val)
+        lrs.append(sched.get_last_lr()[0])
+    return sched, lrs
 
+
+def test_eval_greedy_lr_climbs_while_the_validation_curve_does_not_slow_down():
     steady = (1.0, 0.875, 0.75, 0.625, 0.5)  # equal gains: a climb from the second gain on
-    sched, lrs = run(steady)
+    sched, lrs = run_evals(steady)
     assert sched.controller.config.climb_on_speedup
     assert lrs == pytest.approx([0.1, 0.1, 0.125, 0.15625, 0.1953125])
     slowing = (1.0, 0.9, 0.85, 0.82, 0.81)  # a curve that slows down: no climb before the 6th
-    assert run(slowing)[1] == pytest.approx([0.1] * 5)
-    assert run(steady, climb_on_speedup=False)[1] == pytest.approx([0.1] * 5)
+    assert run_evals(slowing)[1] == pytest.approx([0.1] * 5)
+    assert run_evals(steady, climb_on_speedup=False)[1] == pytest.approx([0.1] * 5)
 
 
 def test_eval_greedy_lr_never_climbs_back_to_an_lr_that_spiked_the_validation_loss():
-    from learnlr import EvalGreedyLR
-
-    def run(vals, **kw):
-        params = [torch.nn.Parameter(torch.zeros(1))]
-        sched = EvalGreedyLR(torch.optim.SGD(params, lr=0.1), total_steps=200, warmup_steps=0,
-                             **kw)
-        lrs = []
-        for val in vals:
-            sched.step(1.0)
-            sched.decide(val)
-            lrs.append(sched.get_last_lr()[0])
-        return sched, lrs
-
     # Equal gains climb to 0.15625; 1.3 (over twice the best 0.625) spikes there and descends.
     # After it, the 6th climb vote (at 0.375) and a speed-up (0.25) would climb back to 0.15625
     # and past it; the ceiling holds both.
     vals = (1.0, 0.875, 0.75, 0.625, 1.3, 0.5, 0.375, 0.25)
-    sched, lrs = run(vals)
+    sched, lrs = run_evals(vals)
     assert sched.controller.config.spike_ceiling
     assert sched.controller.ceiling_lrs == pytest.approx([0.15625])
     assert lrs[3:] == pytest.approx([0.15625, 0.125, 0.125, 0.125, 0.125])
-    assert run(vals, spike_ceiling=False)[1][-2:] == pytest.approx([0.15625, 0.1953125])
+    assert run_evals(vals, spike_ceiling=False)[1][-2:] == pytest.approx([0.15625, 0.1953125])
 
 
 def test_bad_brake_margin_is_a_value_error():
