@@ -25,13 +25,15 @@ import greedy_budget_sweep as sweep  # noqa: E402  (the candidates and their cel
 
 from learnlr.bench.records import CellConfig  # noqa: E402
 from learnlr.bench.store import ExperimentStore  # noqa: E402
+from learnlr.control.greedy import SPIKE_RATIO  # noqa: E402  (the controller's definition)
 
 
 def spiked(val_curve: list[list[float]]) -> bool:
-    """Whether an evaluation was non-finite or at least twice the best before it."""
+    """Whether an evaluation was non-finite or at least ``SPIKE_RATIO`` (2) times the best
+    before it (a loss: the controller's ``_is_spike`` on a positive best)."""
     best = math.inf
     for _, value in val_curve:
-        if not math.isfinite(value) or (best < math.inf and value >= 2.0 * best):
+        if not math.isfinite(value) or (best < math.inf and value >= SPIKE_RATIO * best):
             return True
         best = min(best, value)
     return False
