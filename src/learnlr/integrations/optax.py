@@ -14,7 +14,8 @@ It is the same state machine as :class:`learnlr.control.greedy.GreedyController`
 arrays, there is no Python branching on traced values, and the same metric sequence gives the same
 decisions and the same LR factor (tests/integrations/test_optax.py checks this against the torch
 class, windowed smoothing and NaN/Inf included). ``scale`` plays the role of ``lr / initial_lr``:
-``min_scale`` / ``max_scale`` (default 0.1 / 1) are the torch defaults ``min_lr`` / ``max_lr``.
+``min_scale`` / ``max_scale`` (default 0.1 / 1, or 0.1 / 10 with ``total_steps``) are the torch
+defaults ``min_lr`` / ``max_lr``.
 
 Why two implementations of the transition rules rather than one: the Python controller runs once
 per optimizer step on Python floats, and its early-return branches are what keep the torch
@@ -104,7 +105,9 @@ def greedy_lr(
 ) -> optax.GradientTransformationExtraArgs:
     """GreedyLR as an optax transformation; see the module docstring and :class:`learnlr.GreedyLR`.
 
-    Arguments are those of :class:`learnlr.GreedyLR`, with ``min_scale`` / ``max_scale`` bounding
+    Arguments are those of :class:`learnlr.GreedyLR` it lists (not ``accelerate``,
+    ``climb_on_speedup``, ``spike_ceiling``, ``reduce``, ``sync_every``, ``process_group``, and
+    ``min_lr`` / ``max_lr`` become scales), with ``min_scale`` / ``max_scale`` bounding
     the LR factor (``0 <= min_scale <= 1 <= max_scale``; default 0.1 / 1, or 0.1 / 10 with a
     budget). ``update`` needs ``value=`` (the loss). Unset ``factor`` / ``patience`` / ``window``
     take the torch class's defaults (:func:`learnlr.control.schedule.resolve`).
