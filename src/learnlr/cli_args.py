@@ -8,8 +8,10 @@ sub-command modules, so those modules never import the CLI that loads them.
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
-__all__ = ["positive_float", "positive_int"]
+__all__ = ["folder_problem", "output_file", "output_folder", "positive_float", "positive_int"]
 
 
 def positive_int(text: str) -> int:
@@ -32,3 +34,37 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
     return value
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written into (its nearest existing ancestor is a file
+    or not writable), or None. Checked before any work, so a long run never ends in an error
+    about where to write its result."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{str(parent)!r} is a file, not a folder"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"folder {str(parent)!r} is not writable"
+            return None
+    return None
+
+
+def output_folder(text: str) -> Path:
+    """A folder the command may create and write into."""
+    path = Path(text)
+    problem = folder_problem(path)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return path
+
+
+def output_file(text: str) -> Path:
+    """A file path (or path stem) the command may write: not a folder, in a writable folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+    problem = folder_problem(path.parent)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return path

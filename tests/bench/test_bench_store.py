@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import pytest
 
@@ -208,15 +209,33 @@ def test_stale_claims_are_taken_over_and_heartbeat_keeps_them(tmp_path):
     holder, other = _owner(token="holder"), _owner(token="other")
     with ExperimentStore(path) as store:
         assert store.claim([config], holder, limit=1) == [config]
-        time.sleep(0.3)
+        claimed_at = _heartbeat(path)
+        _wait_until(lambda: time.time() > claimed_at + 0.05)
         # The holder's pid is alive (it is this process), but its claim was not renewed.
-        assert store.claim([config], other, limit=1, stale_after=0.2) == [config]
+        assert store.claim([config], other, limit=1, stale_after=0.01) == [config]
         assert store.claim([config], holder, limit=1) == []  # other is live and fresh
         store.release_claims(other)
         assert store.claim([config], holder, limit=1) == [config]
+        claimed_at = _heartbeat(path)
         with Heartbeat(path, holder, interval=0.05):
-            time.sleep(0.4)
-            assert store.claim([config], other, limit=1, stale_after=0.2) == []
+            # No fixed sleep (a busy machine can starve the heartbeat thread): wait for a renewal
+            # well after the claim, then ask with a horizon that the claim's own time is past.
+            _wait_until(lambda: _heartbeat(path) > claimed_at + 0.2)
+            horizon = time.time() - (claimed_at + 0.1)
+            assert store.claim([config], other, limit=1, stale_after=horizon) == []
+
+
+def _heartbeat(path) -> float:
+    """The (one) claim's last heartbeat, read on a connection of its own."""
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT heartbeat FROM claims").fetchone()[0]
+
+
+def _wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_store_refuses_files_it_does_not_recognise(tmp_path):

@@ -106,3 +106,14 @@ def test_cli_malformed_numbers_exit_2():
     with pytest.raises(SystemExit) as info:
         main(["nmf", "solve", "--steps", "zero"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_cli_output_under_a_file_exits_2_before_solving(tmp_path, capsys, option):
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit) as info:
+        main(["nmf", "solve", "--steps", "10", option, str(a_file / "out.json")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert option in err and "is a file, not a folder" in err

@@ -80,3 +80,21 @@ def test_rl_train_on_a_corrupt_store_is_one_line_and_exit_2(tmp_path):
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
     assert "is not a SQLite database" in done.stderr
     assert store.read_bytes() == before  # never overwritten
+
+
+@pytest.mark.parametrize("argv", [
+    ["rl", "train", "--timesteps", "64", "--out", "{dir}"],            # a folder, not a stem
+    ["rl", "train", "--timesteps", "64", "--out", "{file}/p"],
+    ["rl", "train-residual", "--store", "{dir}", "--workloads", "mnist1d", "--out", "{file}/p"],
+    ["rl", "eval", "--json", "{file}/summary.json"],
+    ["rl", "eval", "--plots", "{file}/plots"],
+])
+def test_an_unwritable_output_exits_2_before_any_work(tmp_path, capsys, argv):
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    argv = [a.format(dir=tmp_path, file=a_file) for a in argv]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "is a folder, not a file" in err or "is a file, not a folder" in err

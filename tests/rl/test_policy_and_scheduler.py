@@ -20,6 +20,7 @@ from learnlr.rl import (
     pretrained_path,
     save_policy,
 )
+from learnlr.rl.features import FEATURE_SETS
 
 
 def _constant_policy(action: float, **config_kwargs) -> PolicyNetwork:
@@ -54,6 +55,28 @@ def test_load_rejects_mismatched_features_and_missing_files(tmp_path):
         load_policy(tmp_path / "p")
     with pytest.raises(ValueError, match="does not exist"):
         load_policy(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("damage", ["unknown key", "wrong type", "not an object", "not json",
+                                    "corrupt weights", "other layer sizes"])
+def test_a_damaged_policy_file_is_a_value_error_naming_the_file(tmp_path, damage):
+    weights, config = save_policy(PolicyNetwork(PolicyConfig(hidden_sizes=[8])), tmp_path / "p")
+    raw = json.loads(config.read_text())
+    if damage == "unknown key":
+        config.write_text(json.dumps({**raw, "hiden_sizes": [8]}))
+    elif damage == "wrong type":
+        config.write_text(json.dumps({**raw, "hidden_sizes": 8}))
+    elif damage == "not an object":
+        config.write_text(json.dumps([raw]))
+    elif damage == "not json":
+        config.write_text("{" + config.read_text())
+    elif damage == "corrupt weights":
+        weights.write_bytes(b"\x00garbage" * 10)
+    else:
+        config.write_text(json.dumps({**raw, "hidden_sizes": [16]}))
+    with pytest.raises(ValueError) as info:
+        load_policy(tmp_path / "p")
+    assert str(tmp_path / "p") in str(info.value)
 
 
 def test_rl_scheduler_is_an_lr_scheduler_and_needs_the_metric():
@@ -123,6 +146,24 @@ def test_state_dict_is_json_and_resuming_gives_the_same_lrs():
         assert opt_a.param_groups[0]["lr"] == opt_b.param_groups[0]["lr"]
     with pytest.raises(ValueError, match="version"):
         b.load_state_dict({**state, "version": 99})
+
+
+def test_a_state_of_another_policy_kind_is_refused_before_anything_changes():
+    residual = PolicyNetwork(PolicyConfig(kind="greedy_residual", feature_names=list(
+        FEATURE_SETS["greedy_residual"]), steps_per_action=2))
+    p = torch.nn.Parameter(torch.zeros(1))
+    p.grad = torch.ones(1)
+    opt = torch.optim.SGD([p], lr=0.05)
+    direct = RLScheduler(opt, PolicyNetwork(PolicyConfig(steps_per_action=2)), total_steps=30)
+    for i in range(5):
+        direct.step(1.0 / (1 + i))
+    before = json.dumps(direct.state_dict())
+    q = torch.nn.Parameter(torch.zeros(1))
+    other = RLScheduler(torch.optim.SGD([q], lr=0.05), residual, total_steps=30)
+    other.step(1.0)
+    with pytest.raises(ValueError, match="residual policy; this scheduler runs a direct one"):
+        direct.load_state_dict(other.state_dict())
+    assert json.dumps(direct.state_dict()) == before
 
 
 def test_works_in_a_plain_torch_loop_without_a_bound():

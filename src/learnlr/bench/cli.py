@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import shlex
 import sqlite3
 import sys
@@ -30,7 +29,7 @@ from learnlr.bench.schedules import OPTIMIZERS, SCHEDULES, expand_schedule_names
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore, StoreError
 from learnlr.bench.suites import SUITES
 from learnlr.bench.workloads import load_workloads
-from learnlr.cli_args import positive_int
+from learnlr.cli_args import folder_problem, positive_int
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
@@ -90,13 +89,9 @@ def _store_path(args: argparse.Namespace) -> Path:
 
 def _check_out_folder(option: str, folder: Path) -> None:
     """An existing --out must be a writable folder (a file there would be a confusing error)."""
-    for parent in (folder, *folder.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{option}: {str(parent)!r} is a file, not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise UsageError(f"{option}: folder {str(parent)!r} is not writable")
-            return
+    problem = folder_problem(folder)
+    if problem is not None:
+        raise UsageError(f"{option}: {problem}")
 
 
 class _RichProgress(Progress):

@@ -139,7 +139,7 @@ def greedy_lr(
     if not lo <= 1.0 <= hi:
         raise ValueError(
             f"min_scale <= 1 <= max_scale is required (the optimizer's own LR is scale 1), "
-            f"got min_scale={min_scale!r}, max_scale={max_scale!r}"
+            f"got min_scale={lo!r}, max_scale={hi!r}"
         )
     sign = 1.0 if config.mode == "min" else -1.0
     rel = config.threshold_mode == "rel"

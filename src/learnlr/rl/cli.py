@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from learnlr.cli_args import positive_int
+from learnlr.cli_args import output_file, output_folder, positive_int
 
 __all__ = ["register"]
 
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "path stem (fine-tuning)")
     train.add_argument("--log-std-init", type=float, default=defaults.log_std_init,
                        help="initial log std of the Gaussian action (default %(default)s)")
-    train.add_argument("--out", type=Path, required=True,
+    train.add_argument("--out", type=output_file, required=True,
                        help="path stem: writes OUT.safetensors and OUT.json")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
@@ -78,9 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="held-out NMF instances (default %(default)s)")
     ev.add_argument("--budget", type=positive_int, default=defaults.budget_steps,
                     help="SGD steps per run (default %(default)s)")
-    ev.add_argument("--plots", type=Path, default=None,
+    ev.add_argument("--plots", type=output_folder, default=None,
                     help="folder for PNG plots (first instance + ratio histogram)")
-    ev.add_argument("--json", type=Path, default=None,
+    ev.add_argument("--json", type=output_file, default=None,
                     help="also write the summary as JSON here (the table shows its main rows)")
     ev.set_defaults(func=_eval)
 
@@ -188,7 +188,7 @@ def _store_base_lrs(store_path: Path, workloads: list[str],
     if not store_path.is_file():
         raise ValueError(f"--base-lrs: {str(store_path)!r} is not a file")
     out: dict[str, float] = {}
-    with ExperimentStore(store_path) as store:
+    with ExperimentStore(store_path, readonly=True) as store:
         for w in workloads:
             if w not in WORKLOADS:
                 continue  # TrainConfig reports unknown names
@@ -302,7 +302,7 @@ def _register_residual(rl_sub: argparse._SubParsersAction) -> None:
                      help="warm start: clone, from the store's finished cells of these "
                           "workloads, the correction that turns the base into the best "
                           "schedule of each cell; then PPO")
-    res.add_argument("--out", type=Path, required=True,
+    res.add_argument("--out", type=output_file, required=True,
                      help="path stem: writes OUT.safetensors and OUT.json")
     res.add_argument("--no-progress", action="store_true", help="no progress bar")
     res.set_defaults(func=_train_residual)

@@ -80,7 +80,7 @@ def best_store_trajectories(
     from learnlr.bench.store import ExperimentStore
 
     out = []
-    with ExperimentStore(store_path) as store:
+    with ExperimentStore(store_path, readonly=True) as store:
         for t in store.trajectories(workload=workload, best=best):
             losses = [float("nan") if v is None else float(v) for v in t.train_loss]
             if len(t.lr) >= 2:
@@ -138,7 +138,7 @@ def clone_dataset(
             actions.append(min(max(target, -1.0), 1.0))
             controlled = traj.lrs[t]
     if not obs:
-        raise ValueError("no usable decision points in the given trajectories")
+        raise ValueError(f"trajectories: none of the {len(trajectories)} has a usable decision point (a finite loss at step 0 and at least one every steps_per_action = {K} steps)")
     return np.asarray(obs, dtype=np.float32), np.asarray(actions, dtype=np.float32)[:, None]
 
 

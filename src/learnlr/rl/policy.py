@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,13 @@ def load_policy(path: str | Path) -> PolicyNetwork:
     for p in (weights, config_path):
         if not p.is_file():
             raise ValueError(f"policy file {str(p)!r} does not exist")
-    raw = json.loads(config_path.read_text())
+    try:
+        raw = json.loads(config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"policy file {str(config_path)!r} is not valid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"policy file {str(config_path)!r} must hold a JSON object, "
+                         f"got {type(raw).__name__}")
     if raw.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"policy format_version must be {FORMAT_VERSION}, got {raw.get('format_version')!r}"
@@ -142,8 +148,25 @@ def load_policy(path: str | Path) -> PolicyNetwork:
             f"policy feature_names {raw.get('feature_names')} do not match this version's "
             f"{expected} for kind {kind!r}"
         )
-    network = PolicyNetwork(PolicyConfig(**raw))
-    network.load_state_dict(load_file(str(weights)))
+    unknown = sorted(set(raw) - {f.name for f in fields(PolicyConfig)})
+    if unknown:
+        raise ValueError(f"policy file {str(config_path)!r} has unknown keys {unknown}")
+    try:
+        network = PolicyNetwork(PolicyConfig(**raw))
+    except TypeError as e:  # a field of the wrong type (e.g. hidden_sizes not a list of ints)
+        raise ValueError(f"policy file {str(config_path)!r} has an invalid field: {e}") from None
+    try:
+        tensors = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own SafetensorError for a corrupt file
+        raise ValueError(f"policy weights {str(weights)!r} are not a readable safetensors "
+                         f"file: {e}") from None
+    try:
+        network.load_state_dict(tensors)
+    except RuntimeError as e:  # missing / unexpected keys, size mismatch
+        first = str(e).strip().splitlines()
+        raise ValueError(f"policy weights {str(weights)!r} do not match the layers of "
+                         f"{str(config_path)!r} (hidden_sizes {raw.get('hidden_sizes')}): "
+                         f"{' '.join(line.strip() for line in first[:3])}") from None
     network.eval()
     return network
 

@@ -231,6 +231,12 @@ class RLScheduler(LRScheduler):
                 f"RLScheduler state version {state_dict.get('version')!r} is not supported "
                 f"(expected {_STATE_VERSION})"
             )
+        # Checked before anything is assigned, so a refused state leaves the scheduler as it was.
+        saved = "direct" if state_dict.get("residual") is None else "residual"
+        mine = "direct" if self.residual is None else "residual"
+        if saved != mine:
+            raise ValueError(f"this state was saved by a {saved} policy; this scheduler runs a "
+                             f"{mine} one (kind {self.policy.config.kind!r})")
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["step_count"])
         self.calls = int(state_dict["calls"])
@@ -239,7 +245,5 @@ class RLScheduler(LRScheduler):
         self.base_lrs = [float(v) for v in state_dict["base_lrs"]]
         self._last_lr = [float(v) for v in state_dict["last_lr"]]
         self.features.load_state_dict(state_dict["features"])
-        if (state_dict.get("residual") is None) != (self.residual is None):
-            raise ValueError("this state was saved with a different policy kind")
         if self.residual is not None:
             self.residual.load_state_dict(state_dict["residual"])

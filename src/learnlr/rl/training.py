@@ -183,7 +183,9 @@ def load_actor_into_sb3(model: Any, network: PolicyNetwork) -> None:
     sb3_linears = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, nn.Linear)]
     ours = [m for m in network.body if isinstance(m, nn.Linear)]
     if [m.weight.shape for m in sb3_linears] != [m.weight.shape for m in ours]:
-        raise ValueError("the network's hidden_sizes do not match the PPO actor's")
+        raise ValueError(
+            f"the network's layer shapes {[tuple(m.weight.shape) for m in ours]} do not match "
+            f"the PPO actor's {[tuple(m.weight.shape) for m in sb3_linears]} (hidden_sizes)")
     with torch.no_grad():
         for src, dst in zip(ours, sb3_linears, strict=True):
             dst.weight.copy_(src.weight)
