@@ -318,3 +318,35 @@ def test_eval_greedy_lr_is_the_clock_plus_brake_with_per_eval_defaults():
     assert reactive.brake is None and reactive.controller.config.patience == 2
     reactive.step(5.0)
     assert reactive.controller.num_calls == 0 and reactive.get_last_lr() == [0.1]
+
+
+def test_extreme_metrics_neither_raise_nor_break_strict_json():
+    sched = make(total_steps=100, climb_on_speedup=True)
+    sched.tick(1.0)
+    sched.decide(1.7e308)
+    sched.decide(-1.7e308)  # a gain of inf: the state still is strict JSON
+    sched.decide(10**400)   # an int past the float range counts as +inf, as in GreedyLR.step
+    sched.tick(10**400)
+    state = json.loads(json.dumps(sched.state_dict(), allow_nan=False))
+    fresh = make(total_steps=100, climb_on_speedup=True)
+    fresh.load_state_dict(state)
+    assert fresh.state_dict() == sched.state_dict()
+
+
+def test_a_state_with_a_bad_brake_is_refused_and_changes_nothing():
+    sched = make()
+    for t in range(30):
+        sched.tick(1.0 / (1 + t))
+        if t % 10 == 9:
+            sched.decide(0.5 - 0.01 * t)
+    before = json.dumps(sched.state_dict())
+    other = make()
+    for t in range(80):
+        other.tick(2.0)
+        if t % 10 == 9:
+            other.decide(1.0)
+    state = other.state_dict()
+    state["brake"]["window"]["size"] = 0
+    with pytest.raises(ValueError):
+        sched.load_state_dict(state)
+    assert json.dumps(sched.state_dict()) == before

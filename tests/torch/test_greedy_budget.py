@@ -60,9 +60,29 @@ def test_anneal_reaches_about_zero_at_the_last_step_and_holds_past_it():
     assert lrs[-2][0] < 0.01 * stable[0]  # the LR of the last update (step 999)
     assert lrs[-2][0] > 0
     more = _run(sched, [1.0, math.nan, -5.0, 1e308] * 10)  # past the budget: hold, never raise
-    for lr in more:
-        assert lr[0] == pytest.approx(lrs[-1][0] * sched.stable_lrs[0] / stable[0])
-        assert lr[0] >= 0
+    assert more == [lrs[-1]] * len(more)
+    assert lrs[-1][0] >= 0
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"anneal_fraction": 0.0},               # no anneal: the stable phase reaches the end
+    {"anneal_fraction": 0.2},
+    {"anneal_fraction": 0.0, "sync_every": 3},  # the buffered path decides the same way
+])
+def test_no_decision_past_the_budget_the_final_lr_holds(kwargs):
+    # A falling loss makes GreedyLR climb: before the fix it kept climbing past total_steps.
+    sched = GreedyLR(_sgd(), total_steps=12, patience=0, window=1, increase_every=1,
+                     factor=0.5, max_lr=[10.0, 2.0], **kwargs)
+    falling = [1.0 / (1 + t) for t in range(40)]
+    lrs = _run(sched, falling[:12])
+    stable = list(sched.stable_lrs)
+    more = _run(sched, falling[12:])
+    if kwargs.get("sync_every"):
+        sched.flush()
+        more.append([float(g["lr"]) for g in sched.optimizer.param_groups])
+    assert more == [lrs[-1]] * len(more)
+    assert sched.stable_lrs == stable
+    assert stable[0] > 0.1  # it did climb inside the budget
 
 
 def test_per_group_ratio_is_kept_through_warmup_stable_and_anneal():
@@ -133,6 +153,45 @@ def test_bad_total_steps_is_a_value_error_naming_it(bad):
         return
     with pytest.raises(ValueError, match="total_steps"):
         GreedyLR(_sgd(), total_steps=bad)
+
+
+@pytest.mark.parametrize("warmup", [9, 10])
+def test_a_warmup_that_leaves_no_room_for_the_anneal_is_a_value_error(warmup):
+    # Before, the anneal was cut to fit: warmup_steps=10 of 10 ended at the full LR.
+    with pytest.raises(ValueError, match=rf"warmup_steps must be <= .* = 8, got {warmup}"):
+        GreedyLR(_sgd(), total_steps=10, warmup_steps=warmup)
+    assert GreedyLR(_sgd(), total_steps=10, warmup_steps=8).budget.anneal_steps == 2
+
+
+def test_a_refused_state_leaves_the_scheduler_as_it_was():
+    sched = GreedyLR(_sgd(), total_steps=100, warmup_steps=10)
+    _run(sched, [1.0 / (1 + t) for t in range(40)])
+    before = json.dumps(sched.state_dict())
+    lrs = [g["lr"] for g in sched.optimizer.param_groups]
+    good = json.loads(before)
+    other_warmup = {**good, "budget": {**good["budget"], "warmup_steps": 20}}
+    bad_ceiling = {**other_warmup, "controller": {**good["controller"], "ceiling_lrs": [0.1]}}
+    no_counter = {**good, "controller": {k: v for k, v in good["controller"].items()
+                                         if k != "num_good"}}
+    for state, message in ((bad_ceiling, "ceiling_lrs has 1 entries"),
+                           (no_counter, "missing \\['num_good'\\]"),
+                           ({**good, "last_epoch": None}, "not a GreedyLR state")):
+        with pytest.raises(ValueError, match=message):
+            sched.load_state_dict(state)
+        assert json.dumps(sched.state_dict()) == before
+        assert [g["lr"] for g in sched.optimizer.param_groups] == lrs
+    assert sched.budget.warmup_steps == 10
+
+
+def test_a_metric_tensor_of_several_elements_is_a_value_error():
+    sched = GreedyLR(_sgd(), total_steps=10)
+    with pytest.raises(ValueError, match=r"one-element tensor, got shape \(2,\)"):
+        sched.step(torch.tensor([1.0, 2.0]))
+
+
+def test_a_max_lr_under_the_initial_lr_names_max_lr():
+    with pytest.raises(ValueError, match=r"^max_lr \(0.01\) must be >= the initial lr \(0.1\)"):
+        GreedyLR(_sgd((0.1,)), max_lr=0.01)
 
 
 def test_resume_with_fewer_total_steps_than_taken_is_a_value_error():

@@ -131,7 +131,17 @@ class Budget:
         shape: str = "1-sqrt",
     ) -> Budget:
         total = check_total_steps(total_steps)
-        anneal = min(anneal_steps_for(total, anneal_fraction), max(0, total - warmup_steps))
+        anneal = anneal_steps_for(total, anneal_fraction)
+        room = total - anneal
+        if isinstance(warmup_steps, int) and not isinstance(warmup_steps, bool) and (
+            warmup_steps > room
+        ):
+            # Before, the anneal was silently cut to fit (none at all with warmup_steps ==
+            # total_steps): a run that ended at the full LR although it asked for an anneal.
+            raise ValueError(
+                f"warmup_steps must be <= total_steps - the anneal's {anneal} steps "
+                f"({total} * anneal_fraction {anneal_fraction}) = {room}, got {warmup_steps}"
+            )
         return cls(total, warmup_steps, anneal, shape)
 
     @property

@@ -88,6 +88,10 @@ def upgrade_state(state: dict[str, Any]) -> dict[str, Any]:
     state["config"] = {_RENAMED_FIELDS.get(k, k): v for k, v in state["config"].items()}
     return state
 
+# Keys every controller state has (older ones lack only the later, optional ones).
+_STATE_KEYS = ("best", "last_value", "num_good", "num_bad", "decreases_left", "increases_left",
+               "min_attempts", "num_calls", "num_resets", "window")
+
 _MODES = ("min", "max")
 _THRESHOLD_MODES = ("rel", "abs")
 
@@ -236,6 +240,10 @@ class GreedyController:
         self.min_lrs = broadcast_bound("min_lr", min_lr, initial, min_lr_ratio)
         self.max_lrs = broadcast_bound("max_lr", max_lr, initial, max_lr_ratio)
         for i, (lo, hi, lr) in enumerate(zip(self.min_lrs, self.max_lrs, initial)):
+            if lr > hi:  # before lo > hi: a max_lr under the LR also sits under the default min_lr
+                raise ValueError(
+                    f"max_lr ({hi!r}) must be >= the initial lr ({lr!r}) of group {i}"
+                )
             if lo > hi:
                 raise ValueError(f"min_lr ({lo!r}) must be <= max_lr ({hi!r}) for group {i}")
             if not lo <= lr <= hi:
@@ -473,7 +481,9 @@ class GreedyController:
             "descent_streak": self.descent_streak,
             "descent_power": self.descent_power,
             "last_better": self.last_better,
-            "last_gain": self.last_gain,
+            # Strict JSON: an infinite gain (values spanning the float range) as "inf".
+            "last_gain": (self.last_gain if self.last_gain is None or math.isfinite(self.last_gain)
+                          else repr(self.last_gain)),
             "ceiling_lrs": None if self.ceiling_lrs is None else list(self.ceiling_lrs),
             "num_calls": self.num_calls,
             "num_resets": self.num_resets,
@@ -481,14 +491,22 @@ class GreedyController:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = upgrade_state(state)
-        config = GreedyConfig(**state["config"])
-        n = len(self.initial_lrs)
-        for key in ("initial_lrs", "min_lrs", "max_lrs", "lrs"):
-            if len(state[key]) != n:
-                raise ValueError(
-                    f"state {key} has {len(state[key])} entries but this scheduler has {n} groups"
-                )
+        """Restore :meth:`state_dict`; a refused state (ValueError) changes nothing."""
+        try:
+            state = upgrade_state(state)
+            config = GreedyConfig(**state["config"])
+            n = len(self.initial_lrs)
+            ceiling = state.get("ceiling_lrs")  # (states written before spike_ceiling: none)
+            lengths = [(k, state[k]) for k in ("initial_lrs", "min_lrs", "max_lrs", "lrs")]
+            for key, values in lengths + [("ceiling_lrs", [0] * n if ceiling is None else ceiling)]:
+                if len(values) != n:
+                    raise ValueError(f"state {key} has {len(values)} entries but this scheduler "
+                                     f"has {n} groups")
+            missing = [k for k in _STATE_KEYS if k not in state]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a GreedyController state: {exc!r}") from None
+        if missing:
+            raise ValueError(f"not a GreedyController state: missing {missing}")
         self._configure(config)
         if self._window is not None and state["window"] is not None:
             self._window.load_state_dict(state["window"])
@@ -507,9 +525,5 @@ class GreedyController:
         self.descent_power = int(state.get("descent_power", 1))
         self.last_better = bool(state.get("last_better", False))  # (before climb_on_speedup)
         gain = state.get("last_gain")
-        self.last_gain = None if gain is None else float(gain)
-        ceiling = state.get("ceiling_lrs")  # (states written before spike_ceiling: none)
-        if ceiling is not None and len(ceiling) != n:
-            raise ValueError(
-                f"state ceiling_lrs has {len(ceiling)} entries but this scheduler has {n} groups")
+        self.last_gain = None if gain is None else float(gain)  # float("inf") reads "inf"
         self.ceiling_lrs = None if ceiling is None else [float(v) for v in ceiling]

@@ -182,8 +182,10 @@ def resolve(
 
 
 def observes(budget: Budget | None, step: int) -> bool:
-    """Whether the metric of the update made at ``step`` is shown to the controller."""
-    return budget is None or step >= budget.warmup_steps
+    """Whether the metric of the update made at ``step`` is shown to the controller: not in the
+    LR warmup (the loss falls because the LR ramps), and not past the budget (the final LR
+    holds: a run stepped beyond ``total_steps`` keeps the LR it ended with)."""
+    return budget is None or budget.warmup_steps <= step < budget.total_steps
 
 
 def gate(decision: int, budget: Budget | None, next_step: int) -> int:

@@ -231,12 +231,14 @@ def greedy_lr(
                                    last_value=cleared.last_value.astype(ftype),
                                    window=cleared.window.astype(ftype))
         new = jax.tree.map(lambda a, b: jnp.where(reset, a, b), cleared, stepped)
-        if budget is None or budget.warmup_steps == 0:
+        if budget is None:
             return new
-        # Warmup: the value is not observed (the loss falls because the LR ramps up).
+        # control.schedule.observes: not in the warmup (the loss falls because the LR ramps up)
+        # and not past the budget (the final LR holds).
         skipped = state._replace(num_calls=state.num_calls + 1,
                                  decision=jnp.asarray(HOLD, jnp.int32))
-        observed = state.num_calls >= budget.warmup_steps
+        observed = ((state.num_calls >= budget.warmup_steps)
+                    & (state.num_calls < budget.total_steps))
         return jax.tree.map(lambda a, b: jnp.where(observed, a, b), new, skipped)
 
     def update_fn(

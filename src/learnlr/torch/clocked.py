@@ -45,7 +45,7 @@ from learnlr.control.schedule import (
     per_eval_defaults,
 )
 from learnlr.torch.distributed import resolve_reducer
-from learnlr.torch.greedy import GreedyLR
+from learnlr.torch.greedy import GreedyLR, _to_float
 
 _UNRESOLVED = object()
 
@@ -101,7 +101,7 @@ class ClockedGreedyLR(GreedyLR):
 
     def _reduced(self, metric: Any) -> float:
         """``metric`` as a float, reduced across ranks when distributed (``reduce=``)."""
-        value = metric.item() if isinstance(metric, torch.Tensor) else float(metric)
+        value = _to_float(metric)  # a one-element tensor or a number; 10**400 is inf
         if self._decide_reducer is _UNRESOLVED:  # torch.distributed may initialise late
             self._decide_reducer = resolve_reducer(self.reduce, self.process_group)
         if self._decide_reducer is not None:
@@ -120,7 +120,7 @@ class ClockedGreedyLR(GreedyLR):
             return
         step = self.last_epoch - 1  # the update whose loss this is
         if not observes(self.budget, step):
-            if self.guard is not None:
+            if self.guard is not None and step < self.budget.warmup_steps:
                 restart = self.guard.push(value, self._envelope_warmup[step])
                 if restart is not None:
                     self._end_warmup(restart)
@@ -162,8 +162,8 @@ class ClockedGreedyLR(GreedyLR):
         state["warmup_guard"] = None if self.guard is None else self.guard.state_dict()
         return state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
+    def _load_state(self, state_dict: dict[str, Any]) -> None:
+        super()._load_state(state_dict)
         saved = state_dict.get("brake")
         if self.brake is not None and saved is not None:
             self.brake.load_state_dict(saved)

@@ -25,6 +25,9 @@ _Tensor = torch.Tensor
 def _to_float(metric: SupportsFloat) -> float:
     # .item() rather than float(): no "requires_grad" warning when users pass `loss` itself.
     if isinstance(metric, _Tensor):
+        if metric.numel() != 1:
+            raise ValueError(f"metric must be a number or a one-element tensor, got shape "
+                             f"{tuple(metric.shape)}")
         return metric.item()
     try:
         return float(metric)
@@ -69,11 +72,12 @@ class GreedyLR(LRScheduler):
     Args:
         optimizer: the wrapped optimizer.
         total_steps: optimizer steps in the run (None: reactive, no envelope). Stepping past it
-            holds the final LR. In budget mode GreedyLR owns the LR: a value set in the optimizer
+            holds the final LR: no more decisions. In budget mode GreedyLR owns the LR: a value set in the optimizer
             by someone else lasts only until GreedyLR next moves it (a decision, or any step of
             the warmup or the anneal).
         warmup_steps: linear LR warmup from ``lr / warmup_steps`` to the initial LR over this
-            many steps (needs ``total_steps``); metrics of warmup updates are not acted on.
+            many steps (needs ``total_steps``; at most ``total_steps`` minus the anneal's
+            steps); metrics of warmup updates are not acted on.
         anneal_fraction: fraction of ``total_steps`` in the final anneal (0 = none). WSD: 0.2.
         adaptation: with a budget and no explicit ``patience``: the fraction of the stable phase
             in which the LR can move 10x (sets the patience from the budget). Default 0.5.
@@ -251,10 +255,14 @@ class GreedyLR(LRScheduler):
         if type(metric) is not float:
             # .item() rather than float(): no "requires_grad" warning when passed `loss` itself.
             # A plain tensor is the common case: handled inline, without a function call.
-            metric = metric.item() if type(metric) is _Tensor else _to_float(metric)
+            try:  # (free in Python 3.11 when nothing is raised)
+                metric = metric.item() if type(metric) is _Tensor else _to_float(metric)
+            except RuntimeError:  # a tensor of several elements: .item() cannot choose one
+                raise ValueError(f"metric must be a number or a one-element tensor, got shape "
+                                 f"{tuple(metric.shape)}") from None
         if self._budget_fast:
             t = self.last_epoch
-            if self._warmup_steps < t < self._anneal_start:  # stable phase: envelope 1, no gate
+            if self._warmup_steps < t < self._stable_end:  # stable phase: envelope 1, no gate
                 decision = self.controller.observe(metric)
                 if decision != HOLD:
                     self.controller.apply(decision)
@@ -272,12 +280,14 @@ class GreedyLR(LRScheduler):
         every call. The same rules as _decide + _write_lrs (a test checks they agree)."""
         t = self.last_epoch  # the next update's step; ``value`` is the loss of update t - 1
         controller = self.controller
-        if t > self._warmup_steps:  # here: the anneal (the stable phase never comes here)
-            decision = controller.observe(value)
-            # control.schedule.gate: no increase for an update inside the anneal.
-            if decision != HOLD and (decision != INCREASE or t < self._anneal_start):
-                controller.apply(decision)
-            scale = self._envelope_anneal[min(t, self._last_step) - self._anneal_start]
+        if t > self._warmup_steps:  # here: the anneal or past the budget, never the stable phase
+            if t <= self._last_step + 1:  # control.schedule.observes: past it, the LR holds
+                decision = controller.observe(value)
+                # control.schedule.gate: no increase for an update inside the anneal.
+                if decision != HOLD and (decision != INCREASE or t < self._anneal_start):
+                    controller.apply(decision)
+            scale = (self._envelope_anneal[min(t, self._last_step) - self._anneal_start]
+                     if t >= self._anneal_start else 1.0)
         elif t < self._warmup_steps:
             scale = self._envelope_warmup[t]
         else:
@@ -414,6 +424,9 @@ class GreedyLR(LRScheduler):
         self._warmup_steps = b.warmup_steps
         self._anneal_start = b.anneal_start if b.anneal_steps else math.inf
         self._last_step = b.total_steps - 1
+        # Calls with warmup_steps < t < _stable_end take step()'s inline path: stable-phase
+        # updates whose loss is still within the budget (past it nothing is decided).
+        self._stable_end = min(self._anneal_start, b.total_steps + 1)
         # The envelope where it is not 1, computed once by the one definition
         # (control.budget.envelope): step() then only indexes a list.
         self._envelope_warmup = [b.multiplier(t) for t in range(b.warmup_steps)]
@@ -442,6 +455,20 @@ class GreedyLR(LRScheduler):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`. A refused state (ValueError: another version, budget mode,
+        group count, a missing or malformed entry) leaves the scheduler as it was."""
+        budget, backup = self.budget, self.state_dict()
+        try:
+            self._load_state(state_dict)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if budget is not None:
+                self._use_budget(budget)  # the one piece of the backup load does not restore
+            self._load_state(backup)
+            if isinstance(exc, ValueError):
+                raise
+            raise ValueError(f"not a {type(self).__name__} state: {exc!r}") from None
+
+    def _load_state(self, state_dict: dict[str, Any]) -> None:
         version = state_dict.get("version")
         if version not in (1, _STATE_VERSION):
             raise ValueError(
