@@ -7,6 +7,7 @@ import json
 import pytest
 from bench_toy_workload import TOY_PLUGIN, strip_timing
 
+from learnlr.bench.report import track_table, track_title
 from learnlr.bench.store import ExperimentStore
 from learnlr.cli import main
 
@@ -45,16 +46,16 @@ def test_real_tiny_suite_end_to_end(tmp_path, capsys):
         assert len(store.base_lrs()) == 1
 
 
-def test_toy_bench_is_deterministic_and_resumable(tmp_path):
+def test_toy_bench_is_deterministic_and_resumable(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["bench", "--suite", "tiny", *TOY_ARGS, "--workers", "1", "--out", str(a)]) == 0
     # A pool of two spawned worker processes must give the same numbers as one process.
     assert main(["bench", "--suite", "tiny", *TOY_ARGS, "--workers", "2", "--out", str(b)]) == 0
     sa = json.loads((a / "summary.json").read_text())
     sb = json.loads((b / "summary.json").read_text())
-    # (constant, cosine, greedy_step, greedy_reactive, greedy_eval) x 3 LR tracks
-    # + sgd_hd_group, sgd_hd_param (tuned track only), x 2 seeds
-    assert sa["cells"] == (5 * 3 + 2) * 2
+    # (constant, cosine, greedy_step, greedy_reactive, greedy_eval, greedy_eval_budget) x 3 LR
+    # tracks + sgd_hd_group, sgd_hd_param (tuned track only), x 2 seeds
+    assert sa["cells"] == (6 * 3 + 2) * 2
     assert strip_timing(sa) == strip_timing(sb)
     with ExperimentStore(a / "runs.sqlite") as store:
         before = {c.hash: c.results for c in store.cells()}
@@ -64,8 +65,21 @@ def test_toy_bench_is_deterministic_and_resumable(tmp_path):
         assert {c.hash: c.results for c in store.cells()} == before
     # `learnlr report` rebuilds the same summary from the store alone.
     (a / "summary.json").unlink()
+    capsys.readouterr()
     assert main(["report", str(a), "--plugin", TOY_PLUGIN]) == 0
     assert strip_timing(json.loads((a / "summary.json").read_text())) == strip_timing(sa)
+    # The terminal shows report.md's headline: the seed-mean table of each LR track.
+    printed = capsys.readouterr().out.splitlines()
+    report = (a / "report.md").read_text()
+    for scale, track in sa["by_lr_scale"].items():
+        title = track_title(scale, track)
+        assert title == f"base LR x{scale} (1 pair, seed means)" and f"### {title}" in report
+        assert any(f"GreedyLR as-good-or-better, {title}" in line for line in printed)
+        columns, rows = track_table(track)
+        assert "greedy_eval_budget AGoB (1% rel)" in columns
+        for row in rows:
+            assert "| " + " | ".join(row) + " |" in report
+            assert any(line.split() == ["│", *" │ ".join(row).split(), "│"] for line in printed)
 
 
 @pytest.mark.parametrize(
@@ -136,6 +150,11 @@ def test_tune_per_schedule_gives_each_fixed_schedule_its_own_grid_lr(tmp_path):
     assert main_cells[("cosine", 0.1)] == best.config["base_lr"]  # tracks are relative to it
     assert main_cells[("greedy_step", 1.0)] == shared  # adaptive schedules keep the shared LR
     assert main_cells[("constant", 1.0)] == shared
+    # The recorded command reruns this mode, also in a rebuilt report.
+    assert "--tune per-schedule" in (out / "report.md").read_text()
+    (out / "report.md").unlink()
+    assert main(["report", str(out), "--plugin", TOY_PLUGIN]) == 0
+    assert "--tune per-schedule" in (out / "report.md").read_text()
 
 
 def test_tune_mode_is_checked_at_the_boundary(tmp_path, capsys):

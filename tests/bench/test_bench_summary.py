@@ -157,3 +157,25 @@ def test_seed_means_average_every_schedule_over_the_same_seeds():
              _cell("cosine", 2.0, seed=0)]  # cosine's seed 1 is missing (a partial run)
     means = seed_means(cells)[("w", 0, "sgd")]
     assert means == {"greedy_step": 1.0, "cosine": 2.0}
+
+
+def test_each_learnlr_default_gets_its_own_verdicts_per_track():
+    cells = []
+    for w in ("a", "b"):
+        for scale, budget_loss in ((1.0, 0.9), (0.1, 1.3)):
+            cells += [_track_cell("greedy_step", 1.0, scale, workload=w),
+                      _track_cell("greedy_eval_budget", budget_loss, scale, workload=w),
+                      _track_cell("cosine", 1.1, scale, workload=w)]
+    s = summarize(cells)
+    for key, track in s["by_lr_scale"].items():
+        by_subject = track["greedy_vs_by_subject"]
+        assert set(by_subject) == {"greedy_step", "greedy_eval_budget"}
+        # the existing key keeps greedy_step's verdicts
+        assert by_subject["greedy_step"] == track["greedy_vs"]
+        assert track["cells_per_schedule"] == {"cosine": 2, "greedy_eval_budget": 2,
+                                              "greedy_step": 2}
+        budget = by_subject["greedy_eval_budget"]
+        assert set(budget) == {"greedy_step", "cosine"} and budget["cosine"]["n"] == 2
+        # tuned: 0.9 beats cosine's 1.1; x0.1: 1.3 loses to it
+        assert budget["cosine"]["wins"] == (2 if key == "1" else 0)
+    assert s["greedy_vs"] == s["by_lr_scale"]["1"]["greedy_vs_by_subject"]["greedy_step"]

@@ -140,14 +140,52 @@ class _RichProgress(Progress):
                          + (" (another process)" if elsewhere else ""))
 
 
-def _print_headline(summary: dict[str, Any]) -> None:
+def _console() -> Any:
     from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # piped (make demo | tee): rich would assume 80 columns
+        console = Console(width=120)
+    return console
+
+
+def _print_headline(summary: dict[str, Any]) -> None:
+    """report.md's headline: one seed-mean table per LR track (the per-seed table for a summary
+    without tracks), then the steps-to-target speedups."""
+    from rich.table import Table
+
+    from learnlr.bench.report import sorted_tracks, track_table, track_title
+
+    console = _console()
+    tracks = sorted_tracks(summary)
+    for scale, track in tracks:
+        columns, rows = track_table(track)
+        # A line of its own: rich would wrap a title wider than the table.
+        print(f"GreedyLR as-good-or-better, {track_title(scale, track)}", flush=True)
+        table = Table()
+        for column in columns:
+            table.add_column(column, no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    if tracks:
+        print(f"{summary['cells']} cells; seed-mean final val loss per (workload, optimizer), "
+              "1% band; only the track schedules run at x0.1 / x10 (see report.md)")
+    else:
+        _print_per_seed(summary, console)
+    for greedy, s in summary["speedup_vs_cosine"].items():
+        speed = s["median_speedup"]
+        print(f"{greedy}: median steps-to-target speedup vs cosine = "
+              f"{'-' if speed is None else f'{speed:.2f}x'} over {s['n_both_reached']} pairs")
+
+
+def _print_per_seed(summary: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     from learnlr.bench.report import HEADLINE_COLUMNS_SHORT, headline_rows
 
     table = Table(
-        title=f"GreedyLR as-good-or-better ({summary['cells']} cells)",
+        title=f"GreedyLR as-good-or-better, paired per seed ({summary['cells']} cells)",
         caption="step/eval = greedy_step/greedy_eval; 1% = relative tie band, 0.1 = absolute; "
         "W/T/L at 1%; area = rival's steps-to-target profile area",
     )
@@ -155,14 +193,7 @@ def _print_headline(summary: dict[str, Any]) -> None:
         table.add_column(column, no_wrap=column in ("vs", "W/T/L"))
     for row in headline_rows(summary):
         table.add_row(*row)
-    console = Console()
-    if not console.is_terminal:  # piped (make demo | tee): rich would assume 80 columns
-        console = Console(width=120)
     console.print(table)
-    for greedy, s in summary["speedup_vs_cosine"].items():
-        speed = s["median_speedup"]
-        print(f"{greedy}: median steps-to-target speedup vs cosine = "
-              f"{'-' if speed is None else f'{speed:.2f}x'} over {s['n_both_reached']} pairs")
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -175,7 +206,7 @@ def _command_line(args: argparse.Namespace) -> str:
     for option in ("seeds", "workers"):
         if getattr(args, option) is not None:
             parts += [f"--{option}", str(getattr(args, option))]
-    parts += ["--backend", args.backend]
+    parts += ["--backend", args.backend, "--tune", args.tune]
     for plugin in args.plugin or ():
         parts += ["--plugin", plugin]
     parts += ["--out", args.out]
@@ -282,10 +313,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     args.saved_cells = 0  # counted by the progress bar; reported on Ctrl-C
     request = _bench_request(args)
+    command = _command_line(args)
+    # Recorded before any cell runs, so `learnlr report` can name it even after a Ctrl-C.
+    with ExperimentStore(request.out_dir / STORE_FILENAME) as store:
+        store.record_command(command, request.suite.name)
     with _RichProgress(args) as progress:
         plan = run_benchmark(request, progress)
     summary = write_report(request.out_dir, hashes=plan.main_hashes, plugins=request.plugins,
-                           command=_command_line(args))
+                           command=command)
     _print_headline(summary)
     if plan.by_others:
         print(f"{plan.computed} cells computed here, {plan.by_others} by other processes "

@@ -24,12 +24,28 @@ from typing import Any
 from learnlr.bench.plots import PLOT_FILENAMES, write_plots
 from learnlr.bench.schedules import FIXED_SCHEDULES, SCHEDULE_ALIASES, SCHEDULES
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore, StoredCell
-from learnlr.bench.summary import GREEDY_SCHEDULES, R_MAX, TIE_BANDS, json_safe, summarize
+from learnlr.bench.suites import TRACK_SCHEDULES
+from learnlr.bench.summary import (
+    GREEDY_SCHEDULES,
+    R_MAX,
+    SUBJECT,
+    SUBJECTS,
+    TIE_BANDS,
+    json_safe,
+    summarize,
+)
 
 SUMMARY_FILENAME = "summary.json"
 REPORT_FILENAME = "report.md"
-GREEDY_FAMILY = frozenset((*GREEDY_SCHEDULES, *SCHEDULE_ALIASES["greedy"]))
+GREEDY_FAMILY = frozenset((*GREEDY_SCHEDULES, *SUBJECTS, *SCHEDULE_ALIASES["greedy"]))
 """learnlr's own GreedyLR variants: shown in the tables, but not rivals in the verdict."""
+SUBJECT_ROLES = {
+    "greedy_step": "`GreedyLR(opt, total_steps=N)` stepped after every optimizer step, learnlr's "
+                   "default when you do not evaluate",
+    "greedy_eval_budget": "`EvalGreedyLR(opt, total_steps=N)`, deciding after each evaluation, "
+                          "learnlr's default when you evaluate",
+}
+"""What each verdict's subject is, in the README's words."""
 HOLDS_ITS_OWN = 0.5
 """The verdict's rule: GreedyLR "holds its own" against a rival when it is as good or better
 (1% band) in at least this fraction of the paired runs."""
@@ -39,11 +55,12 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
-def _num(value: float | None, digits: int = 4) -> str:
+def _num(value: float | None, digits: int = 4, inf: str = "diverged") -> str:
+    """``value`` to ``digits`` digits; ``inf`` for an infinite one (a diverged run's loss)."""
     if value is None:
         return "-"
     if isinstance(value, float) and math.isinf(value):
-        return "diverged"
+        return inf
     return f"{value:.{digits}g}"
 
 
@@ -113,52 +130,62 @@ def _held(rivals: dict[str, Any]) -> list[str]:
 
 
 def _judge(name: str, rivals: dict[str, Any], areas: dict[str, float], n_flat: int,
-           n_cells: int) -> tuple[str, str]:
+           n_cells: int | None, area_where: str = "") -> tuple[str, str]:
     """(the numbers sentence, the conclusion) for ``name`` against ``rivals`` (AGoB tallies);
-    ``areas``: final-loss profile area per schedule; ``n_flat`` of its ``n_cells`` cells never
-    changed the LR."""
+    ``areas``: final-loss profile area per schedule (``area_where`` says over what); ``n_flat``
+    of its ``n_cells`` cells never changed the LR."""
     fixed = {r: e for r, e in rivals.items() if r in FIXED_SCHEDULES}
-    held = _held(fixed)
+    others = {r: e for r, e in rivals.items() if r not in fixed}
+    listed = "; ".join(_rival_phrase(r, fixed[r]) for r in FIXED_SCHEDULES if r in fixed)
     parts = [f"`{name}` was as good as or better than (1% band, W/T/L) "
-             + "; ".join(_rival_phrase(r, rivals[r]) for r in ("constant", "cosine")
-                         if r in rivals)]
+             + (listed or "; ".join(_rival_phrase(r, e) for r, e in others.items()))]
     if fixed:
-        weakest = min(fixed, key=lambda r: (fixed[r]["as_good_or_better"], r))
-        parts.append(f"it holds its own against {len(held)} of {len(fixed)} tuned fixed "
-                     f"schedules, the weakest match being {_rival_phrase(weakest, fixed[weakest])}")
+        parts.append(f"it holds its own against {len(_held(fixed))} of {len(fixed)} tuned fixed "
+                     "schedules" + (f" and {len(_held(others))} of {len(others)} other rivals "
+                                    f"({', '.join(others)})" if others else ""))
     if name in areas:
         ranked = sorted(areas, key=lambda s: (-areas[s], s))
-        parts.append(f"its final-loss profile area is {areas[name]:.2f}, rank "
+        parts.append(f"{area_where}its final-loss profile area is {areas[name]:.2f}, rank "
                      f"{ranked.index(name) + 1} of {len(ranked)} (best: {ranked[0]}, "
                      f"{areas[ranked[0]]:.2f})")
     if n_flat:
         parts.append(f"it never changed the LR in {n_flat} of its {n_cells} cells")
+    return "; ".join(parts) + ".", _conclusion(rivals, n_flat, n_cells, tuned=True)
+
+
+def _conclusion(rivals: dict[str, Any], n_flat: int, n_cells: int | None, *, tuned: bool) -> str:
+    """The verdict's rule on one track's tallies; ``tuned``: the rivals ran at the tuned base LR
+    (else all started from the same mis-set LR, so none of them is tuned)."""
+    fixed = {r: e for r, e in rivals.items() if r in FIXED_SCHEDULES}
+    held = _held(fixed)
     beats_constant = rivals.get("constant", {}).get("as_good_or_better") or 0.0
-    if n_flat * 2 > n_cells:
-        conclusion = ("**no evidence either way**: it mostly never moved the LR, so its results "
-                      "are the base LR's")
-    elif rivals and len(_held(rivals)) == len(rivals):
-        conclusion = "**use it**: it held its own against every rival here"
-    elif beats_constant >= HOLDS_ITS_OWN and len(held) * 2 >= len(fixed):
-        conclusion = ("**use it instead of a constant LR or an untuned schedule**; it does not "
-                      "match every tuned schedule")
-    elif beats_constant >= HOLDS_ITS_OWN:
-        conclusion = ("**only as a replacement for a constant LR**: most tuned fixed schedules "
-                      "did better")
-    else:
-        conclusion = "**not on this evidence**: a constant LR was as good or better more often"
-    return "; ".join(parts) + ".", conclusion
+    same_lr = "" if tuned else " started from the same mis-set LR"
+    if n_cells is not None and n_flat * 2 > n_cells:
+        return ("**no evidence either way**: it mostly never moved the LR, so its results are "
+                "the base LR's")
+    if rivals and len(_held(rivals)) == len(rivals):
+        return "**use it**: it held its own against every rival here"
+    if beats_constant >= HOLDS_ITS_OWN and len(held) * 2 >= len(fixed):
+        if tuned:
+            return ("**use it instead of a constant LR or an untuned schedule**; it does not "
+                    "match every tuned schedule")
+        return f"**use it instead of a constant LR**; it does not match every fixed schedule{same_lr}"
+    if beats_constant >= HOLDS_ITS_OWN:
+        fixed_kind = "tuned fixed schedules" if tuned else f"fixed schedules{same_lr}"
+        return f"**only as a replacement for a constant LR**: most {fixed_kind} did better"
+    return f"**not on this evidence**: a constant LR{same_lr} was as good or better more often"
 
 
 def _rule(summary: dict[str, Any], pairing: str) -> list[str]:
     return [f"Rule: GreedyLR holds its own against a rival when it is as good or better in at "
-            f"least {HOLDS_ITS_OWN:.0%} of the {pairing} (1% band). Over {summary['cells']} "
-            "cells; read the tables below for where it falls short.", ""]
+            f"least {HOLDS_ITS_OWN:.0%} of the {pairing} (1% band); learnlr's own variants "
+            f"(greedy_*) are never rivals. Over {summary['cells']} cells; read the tables below "
+            "for where it falls short.", ""]
 
 
-def _count(cells: Sequence[StoredCell], schedule: str) -> int:
+def _count(cells: Sequence[StoredCell], schedule: str, scale: float = 1.0) -> int:
     return sum(1 for c in cells if c.config["schedule"] == schedule
-               and float(c.config.get("lr_scale", 1.0)) == 1.0)
+               and float(c.config.get("lr_scale", 1.0)) == scale)
 
 
 def verdict_markdown(summary: dict[str, Any], flat: Sequence[StoredCell] = (),
@@ -189,55 +216,121 @@ def verdict_markdown(summary: dict[str, Any], flat: Sequence[StoredCell] = (),
     return out + _rule(summary, "paired runs (same workload, optimizer, seed)")
 
 
+def _by_subject(track: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One track's tallies per learnlr default: {subject: {rival: tally}}."""
+    by_subject = track.get("greedy_vs_by_subject")
+    if by_subject is None:  # a summary written before greedy_vs_by_subject existed
+        by_subject = {track.get("subject", SUBJECT): track.get("greedy_vs", {})}
+    return by_subject
+
+
+def _subject_rivals(track: dict[str, Any], subject: str) -> dict[str, Any]:
+    """``subject``'s tallies on one track against every schedule outside learnlr's family."""
+    return {r: e for r, e in _by_subject(track).get(subject, {}).items()
+            if r not in GREEDY_FAMILY and e["n"]}
+
+
+def sorted_tracks(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The summary's LR tracks (``by_lr_scale``), smallest scale first."""
+    return sorted(summary.get("by_lr_scale", {}).items(), key=lambda kv: float(kv[0]))
+
+
 def _tracks_verdict(summary: dict[str, Any], flat: Sequence[StoredCell],
                     n_cells: dict[str, int]) -> list[str]:
-    tracks = summary["by_lr_scale"]
-    tuned = tracks.get("1") or next(iter(tracks.values()))
-    subject = tuned.get("subject", "greedy_step")
-    rivals = {r: e for r, e in tuned["greedy_vs"].items() if r not in GREEDY_FAMILY and e["n"]}
-    if not rivals:
+    """One verdict per learnlr default present: its tuned track, then each mis-set track."""
+    tracks = dict(sorted_tracks(summary))
+    tuned_key = "1" if "1" in tracks else next(iter(tracks))
+    tuned = tracks[tuned_key]
+    subjects = [s for s in dict.fromkeys((tuned.get("subject", SUBJECT), *SUBJECTS))
+                if _subject_rivals(tuned, s)]
+    if not subjects:
         return ["No GreedyLR cells with a paired rival in this selection.", ""]
-    numbers, conclusion = _judge(subject, rivals, summary.get("profile_area_all_tracks", {}),
-                                 _count(flat, subject), n_cells.get(subject, 0))
-    out = [f"At the tuned base LR, {numbers} Verdict: {conclusion}.", ""]
-    mis_set = []
-    for scale, track in sorted(tracks.items(), key=lambda kv: float(kv[0])):
-        others = {r: e for r, e in track["greedy_vs"].items()
-                  if r not in GREEDY_FAMILY and e["n"]}
-        if scale != "1" and others:
-            mis_set.append(f"{_scale_label(scale)}: it held its own against "
-                           f"{len(_held(others))} of {len(others)} rivals (as good or better "
-                           "than " + "; ".join(_rival_phrase(r, others[r]) for r in
-                                              ("constant", "cosine") if r in others) + ")")
-    if mis_set:
-        out += ["With a mis-set base LR, " + "; ".join(mis_set) + ".", ""]
+    out: list[str] = []
+    for subject in subjects:
+        cells = tuned.get("cells_per_schedule", {}).get(subject, n_cells.get(subject, 0))
+        numbers, conclusion = _judge(
+            subject, _subject_rivals(tuned, subject), summary.get("profile_area_all_tracks", {}),
+            _count(flat, subject, float(tuned_key)), cells,
+            area_where=f"over all {len(tracks)} LR tracks (the schedules that ran on each), ")
+        where = "the tuned base LR" if tuned_key == "1" else _scale_label(tuned_key)
+        role = SUBJECT_ROLES.get(subject)
+        out += [f"### `{subject}`" + (f": {role}" if role else ""), "",
+                f"At {where}, {numbers} Verdict: {conclusion}.", ""]
+        lines = [_mis_set_line(subject, scale, track, flat) for scale, track in tracks.items()
+                 if scale != tuned_key and _subject_rivals(track, subject)]
+        out += ["With a mis-set base LR:", "", *lines, ""] if lines else []
     return out + _rule(summary, "(workload, optimizer) pairs, seed means")
+
+
+def _mis_set_line(subject: str, scale: str, track: dict[str, Any],
+                  flat: Sequence[StoredCell]) -> str:
+    """A bullet: ``subject``'s tallies on a mis-set track and the rule's conclusion there."""
+    rivals = _subject_rivals(track, subject)
+    conclusion = _conclusion(rivals, _count(flat, subject, float(scale)),
+                             track.get("cells_per_schedule", {}).get(subject), tuned=False)
+    shown = "; ".join(_rival_phrase(r, rivals[r]) for r in ("constant", "cosine") if r in rivals)
+    return (f"- {_scale_label(scale)}: it held its own against {len(_held(rivals))} of "
+            f"{len(rivals)} rivals" + (f" (as good or better than {shown})" if shown else "")
+            + f". Verdict: {conclusion}.")
 
 
 def _scale_label(scale: str) -> str:
     return f"base LR x{scale}"
 
 
+def track_title(scale: str, track: dict[str, Any]) -> str:
+    """A track table's title: its LR scale and how many (workload, optimizer) pairs."""
+    n = track.get("n_pairs", 0)
+    return f"{_scale_label(scale)} ({n} pair{'' if n == 1 else 's'}, seed means)"
+
+
+def track_table(track: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(columns, rows) of one LR track's headline: the AGoB rate and W/T/L of each of learnlr's
+    defaults present against every other schedule (registry order)."""
+    by_subject = _by_subject(track)
+    # A fixed column order: summary.json stores the subjects sorted by name.
+    order = dict.fromkeys((track.get("subject", SUBJECT), *SUBJECTS, *by_subject))
+    by_subject = {s: by_subject[s] for s in order if by_subject.get(s)}
+    names = {r for v in by_subject.values() for r in v}
+    rivals = [s for s in SCHEDULES if s in names] + sorted(names - set(SCHEDULES))
+    columns = ["vs schedule"]
+    for subject in by_subject:
+        columns += [f"{subject} AGoB (1% rel)", "W/T/L"]
+    rows = []
+    for rival in rivals:
+        row = [rival]
+        for tallies in by_subject.values():
+            entry = tallies.get(rival)
+            row += [_pct(entry and entry["as_good_or_better"]), _wtl(entry)]
+        rows.append(row)
+    return columns, rows
+
+
+def _track_scope() -> str:
+    """Why rivals of the tuned track are missing from the x0.1 / x10 tables."""
+    lr_free = [n for n, spec in SCHEDULES.items() if not spec.uses_base_lr]
+    return (f"Only {', '.join(TRACK_SCHEDULES)} (`learnlr.bench.suites.TRACK_SCHEDULES`) run at "
+            f"every LR scale, and the peers that set their own step size ({', '.join(lr_free)}) "
+            "run once and count in every track; every other schedule runs at the tuned LR only, "
+            "so it appears in the x1 table alone.")
+
+
 def _tracks_markdown(summary: dict[str, Any]) -> list[str]:
     """One headline table per LR-scale track (``by_lr_scale``), then the effect sizes."""
-    tracks = sorted(summary["by_lr_scale"].items(), key=lambda kv: float(kv[0]))
+    tracks = sorted_tracks(summary)
     out = ["## Headline by LR scale", "",
            "Each track starts every schedule from the tuned base LR times the scale (x0.1, x10: "
-           "a mis-set LR); peers that set their own step size count in every track. GreedyLR "
-           "against each rival on the seed-mean final val loss per (workload, optimizer), "
-           "1% band.", ""]
+           "a mis-set LR). " + _track_scope() + " Each of learnlr's defaults against each "
+           "schedule on the seed-mean final val loss per (workload, optimizer), 1% band.", ""]
     for scale, track in tracks:
-        rows = [[rival, _pct(e["as_good_or_better"]), _wtl(e), str(e["n"])]
-                for rival, e in track.get("greedy_vs", {}).items()]
-        subject = track.get("subject", "greedy_step")
-        n = track.get("n_pairs", 0)
-        out += [f"### {_scale_label(scale)} ({subject}, {n} pair{'' if n == 1 else 's'})", "",
-                _markdown_table(["vs schedule", "AGoB (1% rel)", "W/T/L", "pairs"], rows), ""]
+        out += [f"### {track_title(scale, track)}", "", _markdown_table(*track_table(track)), ""]
     rivals = list(dict.fromkeys(r for _, t in tracks for r in t.get("effect_sizes", {})))
     if rivals:
+        subject = tracks[0][1].get("subject", SUBJECT)
         out += ["## Effect sizes", "",
-                "Median over (workload, optimizer) pairs of GreedyLR's seed-mean final val loss "
-                "divided by the rival's (< 1: GreedyLR lower), with a 95% bootstrap interval.", ""]
+                f"Median over (workload, optimizer) pairs of `{subject}`'s seed-mean final val "
+                "loss divided by the rival's (< 1: GreedyLR lower; inf: GreedyLR diverged), with "
+                "a 95% bootstrap interval.", ""]
         rows = [[r, *(_effect(t.get("effect_sizes", {}).get(r)) for _, t in tracks)]
                 for r in rivals]
         out += [_markdown_table(["vs schedule", *(_scale_label(s) for s, _ in tracks)], rows), ""]
@@ -248,18 +341,26 @@ def _effect(entry: dict[str, Any] | None) -> str:
     if not entry or entry.get("median_ratio") is None:
         return "-"
     low, high = entry.get("ci95", [None, None])
-    return f"{_num(entry['median_ratio'], 3)} [{_num(low, 3)}, {_num(high, 3)}]"
+    return (f"{_num(entry['median_ratio'], 3, inf='inf')} "
+            f"[{_num(low, 3, inf='inf')}, {_num(high, 3, inf='inf')}]")
 
 
-def _intro(summary: dict[str, Any], command: str | None) -> list[str]:
+def _intro(summary: dict[str, Any], commands: Sequence[str]) -> list[str]:
     out = ["# learnlr bench report", ""]
-    if command:
+    for command in commands:
         out += [f"Command: `{command}`", ""]
+    if summary.get("by_lr_scale"):
+        pairing = ("The verdict, the per-track headline tables and the effect sizes compare seed "
+                   "means, one per (workload, optimizer); the detail sections (tuned track only) "
+                   "pair runs on (workload, optimizer, seed)")
+    else:
+        pairing = "Runs are paired on (workload, optimizer, seed)"
     return out + [
-        f"{summary['cells']} cells. GreedyLR's **as-good-or-better (AGoB)** rate against each "
-        "schedule, paired on (workload, optimizer, seed), final validation loss; tie bands "
-        "1% relative and the paper's 0.1 absolute. W/T/L = wins/ties/losses (1% band). "
-        "Peers replace the optimizer and are compared only in the columns listed.", ""]
+        f"{summary['cells']} cells. GreedyLR's **as-good-or-better (AGoB)** rate against a "
+        f"schedule is the share of comparisons it wins or ties on the final validation loss. "
+        f"{pairing}. Tie bands: 1% relative and the paper's 0.1 absolute. W/T/L = "
+        "wins/ties/losses (1% band). Peers replace the optimizer and are compared only in the "
+        "columns listed.", ""]
 
 
 def _flat_markdown(flat: Sequence[StoredCell]) -> list[str]:
@@ -279,7 +380,7 @@ def _flat_markdown(flat: Sequence[StoredCell]) -> list[str]:
 
 
 def _speed_and_stages(summary: dict[str, Any]) -> list[str]:
-    out = ["## Steps to target, GreedyLR vs cosine", "",
+    out = ["## Steps to target, GreedyLR vs cosine (tuned track)", "",
            "Target per (workload, optimizer) = median best val loss of the tuned fixed schedules. "
            "Speedup = cosine's steps / GreedyLR's steps (>1: GreedyLR faster), over pairs where "
            "both reach it.", ""]
@@ -288,24 +389,27 @@ def _speed_and_stages(summary: dict[str, Any]) -> list[str]:
             for g, s in summary["speedup_vs_cosine"].items()]
     out += [_markdown_table(["schedule", "median speedup", "both reached", "only greedy",
                              "only cosine", "neither"], rows), ""]
-    out += ["## By stage of training (vs all fixed schedules, 1% band)", ""]
+    out += ["## By stage of training (tuned track, vs all fixed schedules, 1% band)", ""]
     rows = [[g, *(_pct(v[f]["as_good_or_better"]) for f in ("0.1", "0.5", "1.0"))]
             for g, v in summary["stage_rates"].items()]
     out += [_markdown_table(["schedule", "10%", "50%", "100%"], rows), ""]
-    out += ["## By workload (vs all fixed schedules, 1% band)", ""]
+    out += ["## By workload (tuned track, vs all fixed schedules, 1% band)", ""]
     rows = [[g, w, _pct(t["as_good_or_better"]), _wtl(t)]
             for g, per in summary["per_workload"].items() for w, t in per.items()]
     return out + [_markdown_table(["schedule", "workload", "AGoB", "W/T/L"], rows), ""]
 
 
 def _profiles_and_medians(summary: dict[str, Any]) -> list[str]:
-    out = [f"## Performance profiles (area over tau in [1, {R_MAX:g}], 1 = always best)", ""]
+    out = [f"## Performance profiles, tuned track (area over tau in [1, {R_MAX:g}], 1 = always "
+           "best)", "",
+           "Per (workload, optimizer, seed) at the tuned base LR; the verdict's profile area is "
+           "over all LR tracks (`profile_area_all_tracks`).", ""]
     profiles = summary["performance_profiles"]
     names = sorted(set(profiles["steps_to_target"]) | set(profiles["final_loss"]))
     rows = [[s, _num(profiles["steps_to_target"].get(s, {}).get("area"), 3),
              _num(profiles["final_loss"].get(s, {}).get("area"), 3)] for s in names]
     out += [_markdown_table(["schedule", "steps-to-target area", "final-loss area"], rows), ""]
-    out += ["## Median final validation loss (metric) per workload/optimizer", ""]
+    out += ["## Median final validation loss (metric) per workload/optimizer, tuned track", ""]
     groups = sorted(summary["medians"])
     schedules = [s for s in SCHEDULES if any(s in summary["medians"][g] for g in groups)]
     rows = []
@@ -350,13 +454,14 @@ def render_markdown(
     summary: dict[str, Any],
     base_lrs: list[dict[str, Any]],
     provenance: dict[str, str],
-    command: str | None = None,
+    commands: Sequence[str] = (),
     flat: Sequence[StoredCell] = (),
     plots: Sequence[str] = PLOT_FILENAMES,
 ) -> str:
-    """The full report.md text: verdict, headline(s), then the detail; ``plots``: the PNG
-    files it links to."""
-    out = _intro(summary, command) + verdict_markdown(summary, flat)
+    """The full report.md text: verdict, headline(s), then the detail; ``summary`` as
+    :func:`summarize` returns it (infinite values read "diverged" / "inf"); ``commands``: the
+    bench command lines that made the cells; ``plots``: the PNG files it links to."""
+    out = _intro(summary, commands) + verdict_markdown(summary, flat)
     if summary.get("by_lr_scale"):
         out += _tracks_markdown(summary)
         out += ["## Detail: the tuned track, paired per seed", "", headline_markdown(summary), ""]
@@ -416,6 +521,18 @@ def _write_atomic(path: Path, text: str) -> None:
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
+def _previous_commands(store_dir: Path) -> list[str]:
+    """The ``Command:`` lines of the report.md already in ``store_dir``: a store made before
+    bench recorded its commands keeps them when the report is rebuilt."""
+    try:
+        lines = (store_dir / REPORT_FILENAME).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    prefix = "Command: `"
+    return [line[len(prefix):-1] for line in lines
+            if line.startswith(prefix) and line.endswith("`")]
+
+
 def write_report(
     store_dir: Path,
     *,
@@ -427,7 +544,12 @@ def write_report(
 ) -> dict[str, Any]:
     """Summarize the store in ``store_dir`` (the given cells, or every main cell, narrowed by
     ``only``) and write ``summary.json``, ``report.md`` and the PNG plots into ``out_dir``
-    (default: ``store_dir``, which is otherwise only read); returns the summary."""
+    (default: ``store_dir``, which is otherwise only read); returns the summary as written to
+    summary.json.
+
+    ``command``: the bench command that made these cells; without it, the commands the store
+    recorded for their suites (or, for an older store, the previous report's).
+    """
     out_dir = store_dir if out_dir is None else out_dir
     path = store_dir / STORE_FILENAME
     if not path.exists():
@@ -435,7 +557,12 @@ def write_report(
     with ExperimentStore(path, readonly=True) as store:
         cells = store.cells(hashes=hashes) if hashes is not None else store.cells(purpose="main")
         cells = only.apply(cells) if only is not None else cells
-        summary = json_safe(summarize({"config": c.config, "results": c.results} for c in cells))
+        # report.md is rendered from the raw summary: JSON has no inf, and a diverged run must
+        # read "diverged", not "-" (missing).
+        raw = summarize({"config": c.config, "results": c.results} for c in cells)
+        summary = json_safe(raw)
+        commands = ([command] if command else store.commands({c.suite for c in cells})
+                    or _previous_commands(store_dir))
         flat = never_changed_lr(store, cells)
         used = {(c.config["workload"], c.config["optimizer"], c.config["budget_steps"])
                 for c in cells}
@@ -447,9 +574,9 @@ def write_report(
         plots = write_plots(store, {c.hash for c in cells}, summary, {c.hash for c in flat},
                             out_dir)
         _write_atomic(out_dir / REPORT_FILENAME, render_markdown(
-            summary, base_lrs, provenance, command, flat, [p.name for p in plots]))
+            raw, base_lrs, provenance, commands, flat, [p.name for p in plots]))
     return summary
 
 
-__all__ = ["TIE_BANDS", "ReportFilter", "headline_markdown", "headline_rows", "verdict_markdown",
-           "write_report"]
+__all__ = ["TIE_BANDS", "ReportFilter", "headline_markdown", "headline_rows", "sorted_tracks",
+           "track_table", "track_title", "verdict_markdown", "write_report"]

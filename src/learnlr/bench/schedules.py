@@ -459,7 +459,8 @@ SCHEDULE_ALIASES: dict[str, tuple[str, ...]] = {
     "sgd_hd": ("sgd_hd_group", "sgd_hd_param"),
     "adam_hd": ("adam_hd_group", "adam_hd_param"),
     "hd": ("sgd_hd_group", "sgd_hd_param", "adam_hd_group", "adam_hd_param"),
-    "greedy": ("greedy_step", "greedy_reactive", "greedy_eval"),
+    # Every learnlr GreedyLR variant: the report never counts one of them as GreedyLR's rival.
+    "greedy": ("greedy_step", "greedy_reactive", "greedy_eval", "greedy_eval_budget"),
 }
 
 

@@ -11,7 +11,9 @@ Tables:
 * ``claims``: cells being computed right now, one row per cell with its owner (host, pid and a
   per-run token) and a heartbeat, so that several ``learnlr bench`` processes on one machine
   split the work (see :mod:`learnlr.bench.leases`). A finished cell's claim is deleted in the
-  transaction that stores it.
+  transaction that stores it;
+* ``commands``: each ``learnlr bench`` command line run into the folder, with its suite, so that
+  ``learnlr report`` can say how the cells were made.
 
 A cell and its trajectory are written in one transaction after the run finishes, so a process
 killed at any moment (SIGKILL included) leaves only whole cells; WAL mode keeps readers (a
@@ -100,6 +102,11 @@ CREATE TABLE IF NOT EXISTS claims (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     heartbeat REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commands (
+    command TEXT PRIMARY KEY,
+    suite TEXT NOT NULL,
+    first_run REAL NOT NULL
 );
 """
 
@@ -351,6 +358,12 @@ class ExperimentStore:
                 (workload, optimizer, budget_steps, base_lr, json.dumps(protocol, sort_keys=True)),
             )
 
+    def record_command(self, command: str, suite: str) -> None:
+        """Remember a ``learnlr bench`` command line run into this store (once per text)."""
+        self._conn.execute(
+            "INSERT OR IGNORE INTO commands (command, suite, first_run) VALUES (?, ?, ?)",
+            (command, suite, time.time()))
+
     def mark_purpose(self, hashes: set[str], purpose: str) -> None:
         """Set the purpose of already stored cells (a tuning run reused by the main grid)."""
         self._conn.execute("BEGIN IMMEDIATE")
@@ -440,6 +453,17 @@ class ExperimentStore:
              "protocol": json.loads(p)}
             for w, o, b, lr, p in rows
         ]
+
+    def commands(self, suites: Iterable[str]) -> list[str]:
+        """The recorded bench command lines of these suites, oldest first (none in a store
+        written before commands were recorded, even opened read-only)."""
+        has_table = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commands'").fetchone()
+        if not has_table:
+            return []
+        wanted = set(suites)
+        rows = self._conn.execute("SELECT command, suite FROM commands ORDER BY first_run, command")
+        return [command for command, suite in rows if suite in wanted]
 
     def cells(
         self,

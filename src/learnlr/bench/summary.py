@@ -21,13 +21,17 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 GREEDY_SCHEDULES = ("greedy_step", "greedy_eval")
 SUBJECT = "greedy_step"
 """learnlr's default, the schedule every verdict is about unless a caller names another."""
+SUBJECTS = ("greedy_step", "greedy_eval_budget")
+"""learnlr's defaults (README): ``GreedyLR(total_steps)`` per step when you do not evaluate,
+``EvalGreedyLR(total_steps)`` when you do; each present gets its own verdict
+(``greedy_vs_by_subject``)."""
 
 
 def schedule_kinds() -> tuple[frozenset[str], frozenset[str]]:
@@ -216,16 +220,9 @@ def summarize_tracks(
         means = seed_means(track)
         schedules = sorted({s for m in means.values() for s in m})
         present.append(set(schedules))
-        rivals = [s for s in schedules if s != subject]
-        to_best = {s: ratio_to_best(means, s) for s in schedules}
-        by_scale[key] = {
-            "subject": subject,
-            "n_pairs": len(means),
-            "greedy_vs": verdicts(means, subject, rivals) if subject in schedules else {},
-            "effect_sizes": {r: effect_size(means, subject, r) for r in rivals}
-            if subject in schedules else {},
-            "ratio_to_best": {s: {"median": _median(v), "n": len(v)} for s, v in to_best.items()},
-        }
+        by_scale[key] = _track_summary(means, schedules, subject)
+        by_scale[key]["cells_per_schedule"] = dict(
+            sorted(Counter(c["config"]["schedule"] for c in track).items()))
         table: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
         for cell in track:
             c = cell["config"]
@@ -241,6 +238,25 @@ def summarize_tracks(
     everywhere = set.intersection(*present) if present else set()
     profile = {s: _profile(v)["area"] for s, v in sorted(loss_ratios.items()) if s in everywhere}
     return {"by_lr_scale": by_scale, "profile_area_all_tracks": profile}
+
+
+def _track_summary(means: Mapping[Pair, Mapping[str, float]], schedules: list[str],
+                   subject: str) -> dict[str, Any]:
+    """One LR track's seed-mean measures: ``subject``'s verdicts and effect sizes, each of
+    learnlr's defaults' verdicts, and every schedule's ratio to the best."""
+    rivals = [s for s in schedules if s != subject]
+    to_best = {s: ratio_to_best(means, s) for s in schedules}
+    return {
+        "subject": subject,
+        "n_pairs": len(means),
+        "greedy_vs": verdicts(means, subject, rivals) if subject in schedules else {},
+        "greedy_vs_by_subject": {
+            s: verdicts(means, s, [r for r in schedules if r != s])
+            for s in dict.fromkeys((subject, *SUBJECTS)) if s in schedules},
+        "effect_sizes": {r: effect_size(means, subject, r) for r in rivals}
+        if subject in schedules else {},
+        "ratio_to_best": {s: {"median": _median(v), "n": len(v)} for s, v in to_best.items()},
+    }
 
 
 def _summarize_cells(cells: list[Mapping[str, Any]], fixed: frozenset[str]) -> dict[str, Any]:
