@@ -11,8 +11,8 @@ Steps (each optional, in this order):
    train / held-out split (the cheap workloads train the agent, the costly ones are held out).
 2. ``--train``: ``learnlr rl train`` on the TRAIN split (quick budgets, SGD + AdamW, base LRs
    from the quick suite's protocol in ``--base-lr-store``) into ``OUT/deep``.
-3. ``--ship``: copy ``OUT/deep`` (or ``--ship-from``) into ``learnlr/rl/pretrained/deep`` with the
-   split and the retrain command in its JSON (the ``rl_deep`` schedule runs that file).
+3. ``--ship``: refused (exit 2). It used to copy ``OUT/deep`` (or ``--ship-from``) into
+   ``learnlr/rl/pretrained/deep``; that file is now the residual policy.
 4. Evaluation (always): the real benchmark runner (``run_benchmark``: the suite's base-LR
    protocol, then the cells) on the HELD-OUT workloads, quick budgets, SGD + AdamW,
    ``--seeds`` seeds, schedules constant, cosine, greedy_step, rl (shipped NMF policy) and
@@ -194,13 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship", action="store_true",
                         help="refused: the shipped deep policy is the residual one")
     parser.add_argument("--ship-from", type=Path, default=None,
-                        help="policy stem to ship (default OUT/deep)")
+                        help="unused since --ship is refused (kept so old commands parse)")
     parser.add_argument("--base-lr-store", type=Path, default=Path("bench-out/quick/runs.sqlite"),
                         help="bench store with the quick suite's base LRs for the TRAIN split")
     parser.add_argument("--workloads", default=",".join(HELD_OUT),
                         help="workloads to evaluate on (default: the held-out split)")
     parser.add_argument("--init", default=None,
-                        help="--train / --ship: the policy was warm-started from this one "
+                        help="--train: warm-start the policy from this one "
                              "(learnlr rl train --init, e.g. nmf)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench-out/rl_deep"))
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.init is not None:
         train_argv += ["--init", args.init]
     retrain = ("OMP_NUM_THREADS=1 learnlr " + shlex.join(train_argv)
-               + " --out src/learnlr/rl/pretrained/deep")
+               + f" --out {stem}")
     report["retrain_command"] = retrain
     if args.train:
         from learnlr.cli import main as learnlr_main

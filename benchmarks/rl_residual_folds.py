@@ -84,7 +84,8 @@ def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) 
     started = time.perf_counter()
     command = (f"python benchmarks/rl_residual_folds.py --store {args.store} --out {args.out} "
                f"--timesteps {args.timesteps} --train-seeds {args.train_seeds} --seed {args.seed}"
-               f" --max-change {args.max_change:g}" + (" --bc" if args.bc else "")
+               f" --max-change {args.max_change:g} --base {args.base} --workers {args.workers}"
+               + (" --bc" if args.bc else "")
                + (" --lower-only" if args.lower_only else ""))
     warm = None
     if args.bc:

@@ -37,7 +37,7 @@ class NMFProblem:
     rank: int
     """The factorization rank ``k``."""
     name: str
-    """Human-readable identifier, for example ``"planted-40x30-k4-s7"``."""
+    """Human-readable identifier, for example ``"planted-40x30-k4-noise0.05-s7"``."""
     provenance: str
     """Where the matrix comes from (shown by the CLI and in reports)."""
 

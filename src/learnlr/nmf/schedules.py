@@ -3,7 +3,8 @@ hand-made side of :mod:`learnlr.rl.evaluation`).
 
 An entry turns the run's budget into an :class:`NMFSchedule`: the initial LR as a fraction of
 the initial stability bound plus a scheduler factory for :func:`learnlr.nmf.solve`. The learned
-schedule (``rl``) is added by :mod:`learnlr.rl.schedules` with :func:`register_nmf_schedule`, so
+schedules (``rl``, ``rl_residual``) are added by :mod:`learnlr.rl.schedules` with
+:func:`register_nmf_schedule`, so
 this layer never imports the RL package.
 
 Example:
@@ -82,4 +83,4 @@ def nmf_schedule(name: str, budget: int) -> NMFSchedule:
     return NMF_SCHEDULES[name](budget)
 
 
-load_schedule_providers()  # learnlr.rl adds "rl" (see learnlr.plugins)
+load_schedule_providers()  # learnlr.rl adds "rl" and "rl_residual" (see learnlr.plugins)

@@ -8,7 +8,9 @@ directional derivative of ``f`` along ``(dW, dH)`` is::
 and bounding the two terms gives ``|Q| <= L_t * (||dW||_F^2 + ||dH||_F^2)`` with
 ``L_t = ||W||_2^2 + ||H||_2^2 + ||R||_F``. So the joint Hessian has spectral norm at most
 ``L_t`` and a simultaneous gradient step on ``(W, H)`` is stable (the linearized iteration
-``I - eta * Hess`` is a contraction, and descent holds locally) for ``eta < 2 / L_t``.
+``I - eta * Hess`` is non-expansive near a minimum, where the Hessian is positive semi-definite
+with zero eigenvalues from the scaling symmetry; docs/nmf_stability.md, section 2) for
+``eta < 2 / L_t``.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ def stability_bound(X: np.ndarray, W: np.ndarray, H: np.ndarray) -> float:
     """The largest learning rate the theory allows for a simultaneous full-gradient step.
 
     Returns ``2 / L_t`` with ``L_t = ||W||_2^2 + ||H||_2^2 + ||W H - X||_F`` (see
-    ``docs/nmf_stability.md``). Learning rates strictly below this value make the
-    linearized gradient-descent map at ``(W, H)`` a contraction. Returns ``inf`` only when
+    ``docs/nmf_stability.md``). Learning rates strictly below this value keep every eigenvalue of
+    the linearized gradient-descent map at ``(W, H)`` above -1 (non-expansive near a minimum;
+    not a contraction: the scaling symmetry leaves eigenvalues at 1). Returns ``inf`` only when
     ``L_t = 0`` (``W = 0``, ``H = 0`` and ``X = 0``).
 
     Example:

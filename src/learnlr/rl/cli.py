@@ -1,4 +1,4 @@
-"""``learnlr rl train`` and ``learnlr rl eval``."""
+"""``learnlr rl train``, ``learnlr rl train-residual`` and ``learnlr rl eval``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``rl train`` and ``rl eval`` to the ``learnlr`` command."""
+    """Add ``rl train``, ``rl train-residual`` and ``rl eval`` to the ``learnlr`` command."""
     from learnlr.rl.env import REWARDS
     from learnlr.rl.training import TrainConfig
 

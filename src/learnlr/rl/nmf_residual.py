@@ -11,7 +11,8 @@ Pieces:
 
 - :func:`training_instances`, :func:`measure_instance`, :func:`choose_base`: the base is the
   step-decay configuration (the grid of :func:`learnlr.rl.evaluation.handmade_schedules`) or
-  GreedyLR with the lowest median steps-to-target on *training* instances (seed stream
+  GreedyLR with the lowest median (``rule="median"``) or mean (``rule="mean"``, the shipped
+  policy's base) steps-to-target on *training* instances (seed stream
   ``TRAIN_SEED_OFFSET + i``, disjoint from the held-out stream).
 - :class:`ResidualScheduler`: wraps the base's torch scheduler; ``step(metric)`` restores the
   base's own LR, steps the base, then applies the correction. The solver's per-step cap at
@@ -316,8 +317,8 @@ def residual_schedule(base: NMFSchedule, budget: int, *, policy: PolicyNetwork |
 def pretrained_residual_path() -> Path:
     """Path stem of the shipped residual policy (``learnlr/rl/pretrained/nmf_residual``).
 
-    Not in :data:`learnlr.rl.scheduler.PRETRAINED`: that list is for direct policies an
-    :class:`~learnlr.rl.scheduler.RLScheduler` runs; this one needs its base schedule.
+    Not in :data:`learnlr.rl.scheduler.PRETRAINED`: that list is the policies an
+    :class:`~learnlr.rl.scheduler.RLScheduler` runs; this one needs its NMF base schedule.
     """
     return Path(str(resources.files("learnlr.rl") / "pretrained" / KIND))
 
@@ -472,7 +473,7 @@ class NMFResidualTrainConfig(PPOSettings):
 
     timesteps: int = 40_000
     learning_rate: float = 1e-3
-    """PPO's Adam LR (1e-3 beat 3e-4 on validation instances; see docs/rl.md)."""
+    """PPO's Adam LR."""
     n_steps: int = 256
     gamma: float = 1.0
     log_std_init: float = -0.5

@@ -16,7 +16,9 @@ benchmark runner).
 Why decide at evaluations: the reward is the final validation loss, and the validation loss is
 the signal GreedyLR's training-loss rule cannot see (on the workloads where the base loses at a
 tuned LR, the validation loss stops following the training loss). A run that never evaluates
-never calls :meth:`GreedyResidual.decide` and is exactly the base.
+never calls :meth:`learnlr.rl.scheduler.RLScheduler.decide` (which records the validation loss
+and acts, :meth:`GreedyResidual.record_validation` / :meth:`GreedyResidual.act`) and is exactly
+the base.
 
 One definition of the controller, shared by
 :class:`learnlr.rl.residual_env.ResidualWorkloadEnv` (training) and

@@ -19,7 +19,8 @@ from learnlr.rl.residual import GreedyResidual
 __all__ = ["PRETRAINED", "RLScheduler", "apply_lr_action", "grad_norm_of", "pretrained_path"]
 
 PRETRAINED = ("nmf", "deep")
-"""Names of the policies shipped in ``learnlr/rl/pretrained/``."""
+"""Names of the shipped policies (``learnlr/rl/pretrained/``) that :class:`RLScheduler` runs (the
+NMF residual policy also ships there; it needs the NMF solver's base schedule)."""
 _STATE_VERSION = 1
 
 

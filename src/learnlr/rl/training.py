@@ -67,8 +67,8 @@ def check_positive_int(name: str, value: Any) -> None:
 
 @dataclass(kw_only=True)
 class TrainConfig(PPOSettings):
-    """PPO and environment settings of a directly learned LR policy; every field becomes a
-    ``learnlr rl train`` option."""
+    """PPO and environment settings of a directly learned LR policy; the main fields are
+    ``learnlr rl train`` options (the rest keep their defaults on the command line)."""
 
     budget_steps: int = 400
     """SGD steps per episode."""
