@@ -1,5 +1,7 @@
 """GreedyLR in a real pytorch_lightning.Trainer.fit on CPU."""
 
+import warnings
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -269,3 +271,81 @@ def test_invalid_arguments_name_the_parameter(kwargs, name):
         lr_scheduler_config(module, opt, **kwargs)
     with pytest.raises(ValueError, match="optimizer"):
         lr_scheduler_config(module, torch.optim.lr_scheduler.StepLR(opt, 1))
+
+
+@pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before")
+def test_resume_from_a_mid_epoch_step_checkpoint_is_exact(tmp_path):
+    """ModelCheckpoint(every_n_train_steps) saves in on_train_batch_end: the driver must have
+    decided on that step before (a checkpoint between the step's tick and its decision would
+    resume one decision short)."""
+    # Every batch the same: a plain DataLoader does not resume mid-epoch (Lightning warns), so
+    # the resumed run may see other batches; here only the scheduler's state can differ.
+    one_batch = next(iter(regression_loader(0)))
+    data = torch.utils.data.TensorDataset(*(t.repeat(BATCHES_PER_EPOCH, 1) for t in one_batch))
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=4, save_top_k=-1,
+                           filename="{step}")
+    full_model = TinyRegressor(window=3, anneal_fraction=0.5)
+    full = trainer(tmp_path, max_steps=10, limit_val_batches=0, enable_checkpointing=True,
+                   callbacks=[ckpt])
+    full.fit(full_model, torch.utils.data.DataLoader(data, batch_size=8))
+    assert len(set(full_model.lrs)) > 2
+
+    resumed_model = TinyRegressor(window=3, anneal_fraction=0.5)
+    resumed = trainer(tmp_path, max_steps=10, limit_val_batches=0)
+    resumed.fit(resumed_model, torch.utils.data.DataLoader(data, batch_size=8),
+                ckpt_path=tmp_path / "ckpt" / "step=4.ckpt")
+    assert greedy_of(resumed).controller.num_calls == greedy_of(full).controller.num_calls == 10
+    assert resumed_model.lrs == full_model.lrs[4:]
+    assert greedy_of(resumed).state_dict() == greedy_of(full).state_dict()
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_epoch_mode_decides_once_per_validation_run(tmp_path, strict):
+    """check_val_every_n_epoch=2: no decision after the epochs without validation (a stale
+    val_loss would count as "no new best"), none on the sanity check."""
+    model = TinyRegressor(monitor="val_loss", interval="epoch", total_steps=None, strict=strict)
+    t = trainer(tmp_path, max_epochs=4, check_val_every_n_epoch=2, num_sanity_val_steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # strict=False: no skipped-decision warning
+        t.fit(model, regression_loader(0), regression_loader(1))
+    sched = greedy_of(t)
+    assert sched.controller.num_calls == 2  # after epochs 1 and 3
+    assert sched.controller.last_value == pytest.approx(model.val_losses[-1], rel=1e-6)
+    per_epoch = model.lrs[::BATCHES_PER_EPOCH]  # the LR after each epoch's first batch
+    assert per_epoch[1] == per_epoch[0] and per_epoch[3] == per_epoch[2]
+    assert per_epoch[2] != per_epoch[1]
+
+
+def test_epoch_mode_without_validation_decides_every_epoch(tmp_path):
+    model = TinyRegressor(monitor="train_loss", interval="epoch", total_steps=None)
+    t = trainer(tmp_path, max_epochs=3, limit_val_batches=0)
+    t.fit(model, regression_loader(0))
+    assert greedy_of(t).controller.num_calls == 3
+
+
+def test_epoch_mode_missing_metric_after_a_validation_run_says_so(tmp_path):
+    model = TinyRegressor(monitor="val_loss", interval="epoch", log_val=False)
+    t = trainer(tmp_path, max_epochs=4, check_val_every_n_epoch=2)
+    with pytest.raises(ValueError,
+                       match=r"'val_loss'.*not available after this epoch's validation run"):
+        t.fit(model, regression_loader(0), regression_loader(1))
+    assert t.current_epoch == 1  # the first validation, not the epoch before it
+
+
+def test_resume_from_a_checkpoint_of_a_sparse_validation_is_exact(tmp_path):
+    """check_val_every_n_epoch=2: ModelCheckpoint saves at on_validation_end, before the epoch's
+    decision, and the resumed run replays that epoch's end without the validation's metrics."""
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_epochs=1, save_top_k=-1,
+                           filename="{epoch}")
+    full_model = TinyRegressor(monitor="val_loss", interval="epoch")
+    full = trainer(tmp_path, max_epochs=6, check_val_every_n_epoch=2, enable_checkpointing=True,
+                   callbacks=[ckpt])
+    full.fit(full_model, regression_loader(0), regression_loader(1))
+    assert greedy_of(full).controller.num_calls == 3
+
+    resumed_model = TinyRegressor(monitor="val_loss", interval="epoch")
+    resumed = trainer(tmp_path, max_epochs=6, check_val_every_n_epoch=2)
+    resumed.fit(resumed_model, regression_loader(0), regression_loader(1),
+                ckpt_path=tmp_path / "ckpt" / "epoch=1.ckpt")
+    assert resumed_model.lrs == full_model.lrs[2 * BATCHES_PER_EPOCH:]
+    assert greedy_of(resumed).state_dict() == greedy_of(full).state_dict()

@@ -1,6 +1,7 @@
 """use_greedy_lr with a real transformers.Trainer and a tiny GPT-2 built from a config."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -60,6 +61,20 @@ class Recorder(TrainerCallback):
         self.lrs_after_step.append(optimizer.param_groups[0]["lr"])
 
 
+class SeenLoss(TrainerCallback):
+    """The value of GreedyLR's decision at each optimizer step (window 1: that step's loss)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
+        self.values.append(lr_scheduler.controller.last_value)
+
+
+def logged_losses(trainer: Trainer) -> list[float]:
+    return [e["loss"] for e in trainer.state.log_history if "loss" in e]
+
+
 FAST = {"factor": 0.8, "patience": 0, "window": 1, "max_lr": 1.0}
 
 
@@ -98,8 +113,10 @@ def test_one_decision_per_optimizer_step_under_gradient_accumulation(default_run
     assert isinstance(sched, TrainerGreedyLR)
     assert len(rec.micro_losses) == 16  # 8 optimizer steps x 2 micro-batches
     assert sched.controller.num_calls == 8 == sched.last_epoch
-    # The metric of the last decision is the mean of that step's two micro-batch losses.
-    assert sched.controller.last_value == pytest.approx(sum(rec.micro_losses[-2:]) / 2, rel=1e-6)
+    # The metric of the last decision is that step's loss as Trainer logs it: GPT-2 takes
+    # num_items_in_batch, so its two micro-batch losses are shares of it that sum to it.
+    assert sched.controller.last_value == pytest.approx(logged_losses(trainer)[-1], rel=1e-6)
+    assert sched.controller.last_value == pytest.approx(sum(rec.micro_losses[-2:]), rel=1e-5)
     # Trainer's optimizer really runs at our LR, and our LR moved (patience 0, factor 0.8).
     assert len(set(rec.lrs_after_step)) > 2
     assert trainer.optimizer.param_groups[0]["lr"] == sched.get_last_lr()[0]
@@ -229,11 +246,10 @@ def test_eval_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
     # The per-evaluation floor: a hundredth of the initial LR.
     assert sched.controller.min_lrs == pytest.approx(
         [EVAL_MIN_LR_RATIO * lr for lr in sched.controller.initial_lrs])
-    # The brake saw the mean training loss of each of the 8 updates after the warmup.
-    micro = rec.micro_losses
-    per_step = [(micro[2 * i] + micro[2 * i + 1]) / 2 for i in range(10)]
+    # The brake saw the training loss (as Trainer logs it) of each of the 8 updates after the
+    # warmup.
     assert sched.brake is not None
-    assert sched.brake.values() == pytest.approx(per_step[2:], rel=1e-5)
+    assert sched.brake.values() == pytest.approx(logged_losses(trainer)[2:], rel=1e-5)
     # The envelope follows the 10 optimizer steps; decisions follow the evaluations after the
     # warmup (after steps 4, 6, 8, 10; the one after step 2 judges a warmup update).
     assert sched.last_epoch == sched.budget.total_steps == 10
@@ -244,11 +260,13 @@ def test_eval_mode_with_the_budget_uses_the_per_eval_defaults(tmp_path):
 
 
 def test_eval_mode_direction_from_greater_is_better(tmp_path):
-    trainer, _ = build(tmp_path, {"on": "eval"}, metric_for_best_model="accuracy")
+    trainer, _ = build(tmp_path, {"on": "eval"}, metric_for_best_model="accuracy",
+                       eval_strategy="steps")
     sched = trainer.create_scheduler(num_training_steps=8, optimizer=trainer.create_optimizer())
     assert sched.controller.config.mode == "max"
     with pytest.raises(ValueError, match="greater_is_better"):
-        build(tmp_path, {"on": "eval", "mode": "min"}, metric_for_best_model="accuracy")
+        build(tmp_path, {"on": "eval", "mode": "min"}, metric_for_best_model="accuracy",
+              eval_strategy="steps")
     with pytest.raises(ValueError, match="metric_for_best_model"):
         build(tmp_path, {"on": "eval"})
 
@@ -296,11 +314,12 @@ def test_a_scheduler_in_optimizers_is_refused(tmp_path):
     assert trainer.lr_scheduler.optimizer.optimizer is opt
 
 
-def test_no_loss_from_the_model_is_a_clear_error_and_record_loss_fixes_it(tmp_path):
+def test_a_loss_computed_outside_the_model_is_captured_and_record_loss_still_works(tmp_path):
     class OwnLoss(Trainer):
         """Computes the loss outside the model (as label-smoothing setups do)."""
 
         record = False
+        loss_is_scaled_for_ga = False  # a micro-batch mean: Trainer divides it by accumulation
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
@@ -315,14 +334,20 @@ def test_no_loss_from_the_model_is_a_clear_error_and_record_loss_fixes_it(tmp_pa
                           train_dataset=TokenData(32, 1))
         return use_greedy_lr(trainer, patience=0, window=1, max_lr=1.0, **greedy)
 
+    # The loss training_step returns is recorded, whoever computed it.
+    seen = SeenLoss()
+    trainer = own_loss_trainer()
+    trainer.add_callback(seen)
+    trainer.train()
+    assert seen.values == pytest.approx(logged_losses(trainer), rel=1e-5)
+    assert isinstance(trainer, OwnLoss)  # use_greedy_lr keeps the Trainer's own subclass
+    # capture_model_loss=False: the losses come from record_loss, or it is a clear error.
     with pytest.raises(RuntimeError, match="record_loss"):
-        own_loss_trainer().train()
-
+        own_loss_trainer(capture_model_loss=False).train()
     trainer = own_loss_trainer(capture_model_loss=False)
     trainer.record = True
     trainer.train()
     assert trainer.lr_scheduler.controller.num_calls == 2
-    assert isinstance(trainer, OwnLoss)  # use_greedy_lr keeps the Trainer's own subclass
 
 
 def test_repeated_steps_for_one_optimizer_step_act_once():
@@ -352,3 +377,62 @@ def test_renamed_and_unknown_arguments_are_type_errors():
         GreedyLRCallback(warmup=3)
     with pytest.raises(TypeError, match="facter"):
         GreedyLRCallback(facter=0.9)
+
+
+@pytest.mark.parametrize("loss_kwargs", [True, False])
+def test_greedylr_sees_the_loss_trainer_logs_under_gradient_accumulation(tmp_path, loss_kwargs):
+    """With loss kwargs (GPT-2's default) Trainer passes num_items_in_batch: a micro-batch's loss
+    is its share of the step's loss (they sum to it); without, a micro-batch mean (averaged).
+    20 samples, batch 4, accumulation 4: steps of 4 micro-batches and of 1."""
+    model = tiny_gpt2()
+    if not loss_kwargs:
+        model.accepts_loss_kwargs = False  # what Trainer reads; the loss is then a batch mean
+    seen = SeenLoss()
+    args = training_args(tmp_path, gradient_accumulation_steps=4, max_steps=4)
+    trainer = Trainer(model=model, args=args, train_dataset=TokenData(20, 1), callbacks=[seen])
+    use_greedy_lr(trainer, **FAST).train()
+    assert trainer.model_accepts_loss_kwargs is loss_kwargs
+    assert len(logged_losses(trainer)) == 4
+    assert seen.values == pytest.approx(logged_losses(trainer), rel=1e-5)
+
+
+def test_eval_mode_without_evaluations_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"eval_strategy='no'.*'steps'.*'epoch'.*on='train_loss'"):
+        build(tmp_path, {"on": "eval"}, metric_for_best_model="loss")
+    # The same from the callback given to Trainer: at Trainer(...), not after a silent train().
+    args = training_args(tmp_path, metric_for_best_model="loss")
+    with pytest.raises(ValueError, match="eval_strategy"):
+        Trainer(model=tiny_gpt2(), args=args, train_dataset=TokenData(32, 1),
+                callbacks=[GreedyLRCallback(on="eval")])
+
+
+def test_eval_mode_with_several_eval_datasets_decides_on_the_metrics_dataset(tmp_path):
+    """Trainer evaluates each dataset of a dict apart (one on_evaluate per dataset)."""
+
+    def trainer_for(metric):
+        args = training_args(tmp_path, eval_strategy="steps", eval_steps=2,
+                             metric_for_best_model=metric)
+        trainer = Trainer(model=tiny_gpt2(), args=args, train_dataset=TokenData(96, 1),
+                          eval_dataset={"a": TokenData(16, 2), "b": TokenData(16, 3)})
+        return use_greedy_lr(trainer, on="eval", factor=0.8, patience=0, max_lr=1.0,
+                             total_steps=None)
+
+    trainer = trainer_for("eval_a_loss")
+    trainer.train()
+    evals = [e["eval_a_loss"] for e in trainer.state.log_history if "eval_a_loss" in e]
+    assert len(evals) == 4
+    assert trainer.lr_scheduler.controller.num_calls == 4
+    assert trainer.lr_scheduler.controller.last_value == pytest.approx(evals[-1])
+    # A metric in none of the datasets' evaluations is still an error (Trainer's own check,
+    # once all datasets are evaluated).
+    with pytest.raises(KeyError, match=r"'eval_c_loss'.*eval_a_loss.*eval_b_loss"):
+        trainer_for("eval_c_loss").train()
+
+
+def test_replacing_a_chosen_lr_scheduler_type_warns(tmp_path):
+    with pytest.warns(UserWarning, match=r"lr_scheduler_type='cosine'"):
+        build(tmp_path, lr_scheduler_type="cosine")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build(tmp_path)  # Trainer's default, 'linear': nothing the user chose
+    assert not [w for w in caught if "lr_scheduler_type" in str(w.message)]

@@ -24,9 +24,10 @@ helper adds to the Trainer makes the decisions, reading ``trainer.callback_metri
 
 * ``interval="step"`` (default): after each optimizer step (``on_train_batch_end``), on the value
   logged by that step's last micro-batch: the paper's per-step mode.
-* ``interval="epoch"``: at the end of each training epoch (``on_train_epoch_end``, after that
-  epoch's validation), e.g. ``monitor="val_loss"`` with the per-evaluation defaults
-  (:func:`learnlr.control.schedule.per_eval_defaults`; with a budget, a linear LR warmup over
+* ``interval="epoch"``: at the end of each training epoch that ran a validation
+  (``on_train_epoch_end``, after that validation; every epoch when there is no validation;
+  ``check_val_every_n_epoch=k``: every k-th epoch, never on a validation already decided on),
+  e.g. ``monitor="val_loss"`` with the per-evaluation defaults (:func:`learnlr.control.schedule.per_eval_defaults`; with a budget, a linear LR warmup over
   the first 5 % of the steps, :func:`learnlr.control.schedule.eval_warmup_steps`). With a
   budget the training loss
   returned by ``training_step`` (a tensor, or a dict's ``"loss"``) also feeds the brake
@@ -36,7 +37,10 @@ helper adds to the Trainer makes the decisions, reading ``trainer.callback_metri
 A monitored metric that was never logged stops ``fit`` with a ValueError that names it, says
 GreedyLR, and lists the logged metrics (``strict=True``); ``strict=False`` skips the decision with
 a warning. The scheduler's state (clock, controller) is saved in Lightning checkpoints and restored
-by ``Trainer.fit(ckpt_path=...)``.
+by ``Trainer.fit(ckpt_path=...)``. The callback goes first in ``trainer.callbacks``: Lightning runs
+``on_train_batch_end`` in list order, and a ``ModelCheckpoint`` saving there must find the step's
+decision taken. A checkpoint saved at ``on_validation_end`` (before the epoch's decision) carries
+that validation's value, so the resumed run takes the decision.
 
 Returning a bare ``GreedyLR(opt)`` from ``configure_optimizers`` cannot work: Lightning would step
 it without the metric. Use this helper.
@@ -52,6 +56,7 @@ import pytorch_lightning as pl
 from torch.optim import Optimizer
 
 from learnlr.torch.clocked import ClockedGreedyLR, eval_mode_defaults
+from learnlr.torch.greedy import _state_float
 
 _INTERVALS = ("step", "epoch")
 
@@ -64,7 +69,25 @@ class LightningGreedyLR(ClockedGreedyLR):
                  strict: bool, **kwargs: Any) -> None:
         self.monitor, self.interval = monitor, interval
         self.frequency, self.strict = frequency, strict
+        # interval="epoch": whether a validation ran since the last decision, and the monitored
+        # value it left. In the state: a checkpoint saved at on_validation_end precedes the
+        # epoch's decision, which a resumed run replays without that validation's metrics.
+        self.validated = False
+        self.validated_value: float | None = None
         super().__init__(optimizer, **kwargs)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        value = self.validated_value
+        state["validated"] = self.validated
+        state["validated_value"] = None if value is None else _state_float(value)
+        return state
+
+    def _load_state(self, state_dict: dict[str, Any]) -> None:
+        super()._load_state(state_dict)
+        value = state_dict.get("validated_value")  # (states written before it: none)
+        self.validated = bool(state_dict.get("validated", False))
+        self.validated_value = None if value is None else float(value)
 
 
 class GreedyLRDriver(pl.Callback):
@@ -90,28 +113,54 @@ class GreedyLRDriver(pl.Callback):
         elif sched.last_epoch % sched.frequency == 0:
             self._decide(trainer)
 
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        sched = self.scheduler
+        # The sanity check runs before any training: nothing to judge.
+        if sched.interval == "epoch" and not trainer.sanity_checking:
+            value = trainer.callback_metrics.get(sched.monitor)
+            sched.validated = True
+            sched.validated_value = None if value is None else float(value)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         sched = self.scheduler
-        if sched.interval == "epoch" and (trainer.current_epoch + 1) % sched.frequency == 0:
-            self._decide(trainer)
+        if sched.interval != "epoch" or (trainer.current_epoch + 1) % sched.frequency:
+            return
+        if trainer.enable_validation and not sched.validated:
+            # No validation this epoch (check_val_every_n_epoch > 1): the metrics are those of
+            # an evaluation already decided on, and a repeated value would count as no new best.
+            return
+        fallback = sched.validated_value  # the replayed epoch end of a resumed run has no metrics
+        sched.validated, sched.validated_value = False, None
+        self._decide(trainer, fallback)
 
-    def _decide(self, trainer: pl.Trainer) -> None:
+    def _decide(self, trainer: pl.Trainer, fallback: float | None = None) -> None:
         sched = self.scheduler
-        value = trainer.callback_metrics.get(sched.monitor)
+        value = trainer.callback_metrics.get(sched.monitor, fallback)
         if value is None:
-            message = (
-                f"GreedyLR monitors {sched.monitor!r} (lr_scheduler_config(monitor=...)), which is "
-                f"not available: the logged metrics are {sorted(trainer.callback_metrics)}. Log it "
-                f"with self.log({sched.monitor!r}, value) or monitor one of those"
-            )
-            if sched.interval == "step":
-                message += " (a validation metric needs interval='epoch')"
+            message = _missing_metric_message(sched, trainer)
             if sched.strict:
                 raise ValueError(message)
             warnings.warn(message + "; strict=False: no decision this time", RuntimeWarning,
                           stacklevel=2)
             return
         sched.decide(value)
+
+
+def _missing_metric_message(sched: LightningGreedyLR, trainer: pl.Trainer) -> str:
+    validates = sched.interval == "epoch" and trainer.enable_validation
+    where = " after this epoch's validation run" if validates else ""
+    message = (
+        f"GreedyLR monitors {sched.monitor!r} (lr_scheduler_config(monitor=...)), which is "
+        f"not available{where}: the logged metrics are {sorted(trainer.callback_metrics)}. Log "
+        f"it with self.log({sched.monitor!r}, value) or monitor one of those"
+    )
+    if sched.interval == "step":
+        return message + " (a validation metric needs interval='epoch')"
+    if validates:
+        return message + (" (interval='epoch' decides only at the end of an epoch that ran "
+                          "validation, every check_val_every_n_epoch epochs)")
+    return message + (" (there is no validation: a validation metric needs validation_step and "
+                      "val_dataloaders)")
 
 
 def _total_steps(trainer: pl.Trainer) -> int:
@@ -158,7 +207,7 @@ def lr_scheduler_config(
         optimizer: the optimizer returned beside this entry.
         monitor: the logged metric to decide on (``self.log(monitor, value)``).
         interval: ``"step"`` (one decision per optimizer step) or ``"epoch"`` (one per training
-            epoch, after its validation; defaults
+            epoch that ran a validation, after it, or per epoch without validation; defaults
             :func:`learnlr.control.schedule.per_eval_defaults` and, with a budget, the
             training-loss brake: ``brake=`` its margin, ``None`` off; and a 5 % LR warmup,
             ``warmup_steps=0`` off).
@@ -187,7 +236,10 @@ def lr_scheduler_config(
                                   **{**defaults, **greedy_kwargs})
     # configure_optimizers runs again on every fit(): one driver, for the newest scheduler.
     trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, GreedyLRDriver)]
-    trainer.callbacks.append(GreedyLRDriver(scheduler))
+    # First in the list: Lightning runs on_train_batch_end / on_validation_end in list order,
+    # and a ModelCheckpoint (put last by Lightning) that saves there must save this step's
+    # decision too, or a resumed run is one decision short.
+    trainer.callbacks.insert(0, GreedyLRDriver(scheduler))
     config: dict[str, Any] = {"scheduler": scheduler, "interval": "step", "frequency": 1,
                               "reduce_on_plateau": False}
     if name is not None:

@@ -24,11 +24,14 @@ Why the scheduler sits in Trainer's own scheduler slot:
   ``state_dict()`` in ``scheduler.pt`` (loaded with ``weights_only=True``; ours is plain JSON-able
   data), so ``resume_from_checkpoint`` continues the exact trajectory.
 
-Trainer steps the slot with no argument; the training loss comes from a forward hook on the model
-that records ``outputs.loss`` of every training micro-batch (detached, left on its device); the
-scheduler decides on their mean. A ``compute_loss`` that computes the loss outside the model
-should pass ``capture_model_loss=False`` and call ``self.lr_scheduler.record_loss(loss)`` for
-training batches.
+Trainer steps the slot with no argument; the training loss is the one Trainer logs for the step:
+the sum of what ``Trainer.training_step`` returns for the step's micro-batches (detached, left on
+its device). Those returns are normalised for gradient accumulation the way Trainer normalises
+them: with ``num_items_in_batch`` (models that take loss kwargs, GPT-2 and most HF LMs) each is
+the micro-batch's share of the step's loss; otherwise a micro-batch mean divided by the number
+of micro-batches. A custom ``compute_loss`` is covered too; ``capture_model_loss=False`` leaves
+the recording to ``self.lr_scheduler.record_loss(loss)`` (GreedyLR takes the mean of the
+micro-batch losses recorded for a step).
 
 ``on="eval"`` decides once per evaluation on ``metric_for_best_model`` instead (what
 ``transformers.GreedyLR`` does), with ``mode`` from ``greater_is_better`` and the per-evaluation
@@ -37,8 +40,12 @@ defaults (:func:`learnlr.control.schedule.per_eval_defaults`: ``BUDGET_PER_EVAL`
 budget and no Trainer warmup, it warms the LR up over the first 5 % of the steps
 (:func:`learnlr.control.schedule.eval_warmup_steps`). With a budget it also keeps the
 training-loss brake (:mod:`learnlr.control.brake`; ``brake=None`` turns
-it off): the forward hook records the training losses, and one descent is taken at once when
-their rolling mean climbs to twice its best between two evaluations.
+it off): the steps' training losses are recorded as above, and one descent is taken at once when
+their rolling mean climbs to twice its best between two evaluations. ``eval_strategy="no"`` is
+an error (no evaluation, no decision). With several evaluation datasets
+(``eval_dataset={"a": ..., "b": ...}``, ``metric_for_best_model="eval_a_loss"``) Trainer reports
+each dataset apart; GreedyLR decides on the one whose metrics hold the metric (Trainer raises
+a KeyError when none does).
 
 ``callbacks=[GreedyLRCallback()]`` without :func:`use_greedy_lr` is an error at the start of
 ``train()`` (Trainer would otherwise run its own linear decay and GreedyLR would never act).
@@ -52,7 +59,7 @@ process), only the first call of each optimizer step acts.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+import warnings
 from typing import Any
 
 import torch
@@ -80,10 +87,11 @@ class TrainerGreedyLR(ClockedGreedyLR):
     """A :class:`learnlr.GreedyLR` that Trainer can step with no argument.
 
     ``on="train_loss"``: ``step()`` with no metric decides on the mean of the training losses
-    recorded with :meth:`record_loss` since the previous optimizer step. ``on="eval"``: ``step()``
-    only advances the budget envelope by one optimizer step and :meth:`decide` takes the metric
-    of each evaluation. ``step(metric)`` behaves exactly like :class:`learnlr.GreedyLR`. Built by
-    :func:`use_greedy_lr`.
+    recorded with :meth:`record_loss` since the previous optimizer step (the callback records
+    each micro-batch's share of the step's loss times their number: the mean is the step's
+    loss). ``on="eval"``: ``step()`` only advances the budget envelope by one optimizer step and
+    :meth:`decide` takes the metric of each evaluation. ``step(metric)`` behaves exactly like
+    :class:`learnlr.GreedyLR`. Built by :func:`use_greedy_lr`.
     """
 
     def __init__(self, optimizer: Optimizer, *, on: str = "train_loss", **kwargs: Any):
@@ -129,9 +137,10 @@ class TrainerGreedyLR(ClockedGreedyLR):
             self._stepped_this_step = False
             raise RuntimeError(
                 "GreedyLR was stepped but no training loss was recorded for this optimizer step: "
-                "the model's forward did not return `loss`. Either let the model compute the loss "
-                "(pass labels), or use use_greedy_lr(trainer, capture_model_loss=False) and call "
-                "self.lr_scheduler.record_loss(loss) from your compute_loss."
+                "with use_greedy_lr(trainer, capture_model_loss=False), call "
+                "self.lr_scheduler.record_loss(loss) for every training micro-batch (from your "
+                "compute_loss, if model.training), or leave capture_model_loss=True: GreedyLR then "
+                "takes the loss Trainer.training_step returns."
             )
         GreedyLR.step(self, mean)
 
@@ -149,9 +158,10 @@ class GreedyLRCallback(TrainerCallback):
             when the Trainer sets none.
         mode: ``"min"`` / ``"max"``. Default: ``"min"`` for ``on="train_loss"``; from
             ``args.greater_is_better`` for ``on="eval"`` (a conflicting explicit value is an error).
-        capture_model_loss: record ``outputs.loss`` of training forwards with a model hook. Set
-            False and call ``trainer.lr_scheduler.record_loss(loss)`` yourself when the loss is
-            computed outside the model.
+        capture_model_loss: record the loss ``Trainer.training_step`` returns for each training
+            micro-batch (the step's loss is their sum, the value Trainer logs). Set False and
+            call ``trainer.lr_scheduler.record_loss(loss)`` yourself to feed other losses (their
+            mean per step).
         **greedy_kwargs: any other :class:`learnlr.GreedyLR` argument (factor, patience, window,
             min_lr, max_lr, anneal_fraction, reduce, sync_every, ...). ``total_steps`` defaults to
             the Trainer's number of training steps and ``warmup_steps`` to
@@ -184,7 +194,7 @@ class GreedyLRCallback(TrainerCallback):
         self.scheduler: TrainerGreedyLR | None = None
         self.metric_key: str | None = None
         self.mode = mode or "min"
-        self._hook: Any = None
+        self._capturing = False
         self._training = False
 
     def build_scheduler(self, args: TrainingArguments, optimizer: Optimizer,
@@ -215,6 +225,14 @@ class GreedyLRCallback(TrainerCallback):
                 "GreedyLRCallback(on='eval') needs TrainingArguments(metric_for_best_model=...), "
                 "got metric_for_best_model=None"
             )
+        strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
+        if strategy == "no":
+            raise ValueError(
+                "GreedyLRCallback(on='eval') decides once per evaluation, but "
+                "TrainingArguments(eval_strategy='no') never evaluates during train(), so "
+                "GreedyLR would never act: set eval_strategy='steps' (with eval_steps) or "
+                "'epoch', or use on='train_loss' (one decision per optimizer step)"
+            )
         self.metric_key = metric if metric.startswith("eval_") else f"eval_{metric}"
         wanted = "max" if args.greater_is_better else "min"
         if self.explicit_mode is not None and self.explicit_mode != wanted:
@@ -240,9 +258,7 @@ class GreedyLRCallback(TrainerCallback):
         self._training = True
         # Eval mode records the training losses too, for the brake (if it has one).
         wants_loss = self.on == "train_loss" or self.scheduler.brake is not None
-        if wants_loss and self.capture_model_loss and model is not None:
-            self._remove_hook()
-            self._hook = model.register_forward_hook(self._capture_loss)
+        self._capturing = wants_loss and self.capture_model_loss
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState,
                       control: TrainerControl, **kwargs: Any) -> None:
@@ -253,30 +269,38 @@ class GreedyLRCallback(TrainerCallback):
         if self.on != "eval" or not self._training:
             return  # trainer.evaluate() outside of train() must not move the LR
         metrics = metrics or {}
-        if self.metric_key not in metrics:
+        if self.metric_key in metrics:
+            self.scheduler.decide(metrics[self.metric_key])
+        elif _evaluation_prefix(metrics) in (None, "eval"):  # the whole evaluation lacks it
             raise ValueError(
                 f"metric_for_best_model={self.metric_key!r} is not among the evaluation metrics "
                 f"{sorted(metrics)}; return it from compute_metrics or change metric_for_best_model"
             )
-        self.scheduler.decide(metrics[self.metric_key])
+        # Otherwise one of several eval datasets (eval_<name>_...), each reported apart: not the
+        # metric's. (If none holds it, Trainer's own check raises a KeyError naming it.)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState,
                      control: TrainerControl, **kwargs: Any) -> None:
-        self._training = False
-        self._remove_hook()
+        self._training = self._capturing = False
 
     # ------------------------------------------------------------------ internals
-    def _capture_loss(self, module: torch.nn.Module, inputs: Sequence[Any], output: Any) -> None:
-        if not module.training:
-            return
-        loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
-        if loss is not None:
-            self.scheduler.record_loss(loss)
+    def record_training_step(self, loss: torch.Tensor, micro_batches: int) -> None:
+        """One micro-batch's ``training_step`` return: its share of the step's loss, as Trainer
+        sums and logs it (called by the Trainer :func:`use_greedy_lr` sets up)."""
+        if self._capturing:
+            # The scheduler averages a step's records; k records of k x share average to the
+            # sum of the shares. (The micro-batch outputs.loss would be wrong to average: with
+            # num_items_in_batch each is already divided by the whole step's token count.)
+            self.scheduler.record_loss(loss * micro_batches)
 
-    def _remove_hook(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+
+def _evaluation_prefix(metrics: dict[str, float]) -> str | None:
+    """The ``metric_key_prefix`` of one ``Trainer.evaluate`` call ("eval"; "eval_<name>" for one
+    of several eval datasets), read from its ``<prefix>_runtime`` speed metric."""
+    for name in metrics:
+        if name.endswith("_runtime"):
+            return name[: -len("_runtime")]
+    return None
 
 
 def _check_greedy_kwargs(greedy_kwargs: dict[str, Any]) -> None:
@@ -320,8 +344,26 @@ class _GreedyLRScheduling:
             self._created_lr_scheduler = True
         return self.lr_scheduler
 
+    def training_step(self, model: torch.nn.Module, inputs: Any, *args: Any, **kwargs: Any):
+        # What Trainer sums into the loss it logs: GreedyLR decides on that same per-step loss.
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        micro_batches = getattr(self, "current_gradient_accumulation_steps",
+                                self.args.gradient_accumulation_steps)
+        _find_callback(self).record_training_step(loss, micro_batches)
+        return loss
+
 
 _SUBCLASSES: dict[type, type] = {}
+
+
+def _warn_replaced_scheduler(args: TrainingArguments) -> None:
+    kind = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    if kind != "linear":  # Trainer's default: nothing the user chose
+        warnings.warn(
+            f"use_greedy_lr replaces TrainingArguments(lr_scheduler_type={kind!r}) (and its "
+            "lr_scheduler_kwargs) with GreedyLR; pass GreedyLR's arguments to use_greedy_lr",
+            UserWarning, stacklevel=3,
+        )
 
 
 def _find_callback(trainer: Trainer) -> GreedyLRCallback:
@@ -373,6 +415,7 @@ def use_greedy_lr(trainer: Trainer, **callback_kwargs: Any) -> Trainer:
         trainer.add_callback(callback)
     cls = type(trainer)
     if not issubclass(cls, _GreedyLRScheduling):
+        _warn_replaced_scheduler(trainer.args)  # once: a second call finds GreedyLR installed
         # A subclass, not a patched method: copy.copy(trainer) (DeepSpeed) keeps the override.
         if cls not in _SUBCLASSES:
             _SUBCLASSES[cls] = type(f"GreedyLR{cls.__name__}", (_GreedyLRScheduling, cls), {})
