@@ -5,7 +5,9 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-dev
+space := $(subst ,, )
+# The stamp names the torch pin: `make TORCH=... test` on an existing venv reinstalls.
+STAMP := $(VENV)/.installed-dev-$(subst =,_,$(subst /,_,$(subst $(space),_,$(TORCH))))
 
 .PHONY: test demo install lint clean
 
@@ -15,6 +17,7 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install "$(TORCH)" -e ".[dev]"
+	rm -f $(VENV)/.installed-dev*
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +32,7 @@ demo: $(STAMP)
 	$(VENV)/bin/learnlr bench --suite quick --workers 2 --out $(DEMO_OUT)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

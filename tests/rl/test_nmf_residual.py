@@ -204,7 +204,6 @@ def test_shipped_residual_policy_loads_and_records_its_base_and_command():
 
 
 def test_ppo_trains_and_exports_a_residual_policy(instance):
-    pytest.importorskip("stable_baselines3")
     from learnlr.rl.nmf_residual import (
         NMFResidualTrainConfig,
         make_residual_ppo,

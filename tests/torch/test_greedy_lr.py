@@ -310,7 +310,8 @@ def test_out_of_bounds_lr_set_by_someone_else_is_clamped_back_on_both_sides():
 
 
 def test_numpy_hyperparameters_and_huge_int_metrics():
-    np = pytest.importorskip("numpy")
+    import numpy as np  # (a dependency of learnlr: a broken install must fail, not skip)
+
     sched = GreedyLR(two_group_optimizer(), factor=np.float32(0.9), patience=np.int64(5), window=1)
     state = sched.state_dict()
     assert json.loads(json.dumps(state, allow_nan=False))["controller"]["config"]["patience"] == 5

@@ -239,7 +239,8 @@ def _check_workloads(args: argparse.Namespace, registry: dict[str, Any]) -> list
     missing = [w for w in workloads if w not in registry]
     if missing:
         raise UsageError(f"suite {suite.name!r} needs workloads that are not registered: "
-                         f"{missing}; registered: {sorted(registry)}")
+                         f"{missing}; registered: {sorted(registry)} (a built-in workload is "
+                         'missing when its package is: pip install "learnlr[bench]")')
     for name in workloads:
         if workload_budget(registry[name], suite) is None:
             entry = registry[name]
@@ -271,7 +272,7 @@ def _check_schedules(args: argparse.Namespace) -> list[str] | None:
         raise UsageError(
             f"--schedules: {sorted(missing)} need packages that are not installed "
             f"({sorted({m for ms in missing.values() for m in ms})}); pip install "
-            "'learnlr[peers]' or leave these schedules out with --schedules")
+            '"learnlr[bench]" or leave these schedules out with --schedules')
     return schedules
 
 

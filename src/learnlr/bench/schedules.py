@@ -103,7 +103,7 @@ class ScheduleSpec:
     uses_base_lr: bool = True
     """False for peers that set their own step size (Prodigy, D-Adaptation, SLS)."""
     requires: tuple[str, ...] = ()
-    """Third-party modules the builder imports (all in the ``learnlr[peers]`` extra)."""
+    """Third-party modules the builder imports (all in the ``learnlr[bench]`` extra)."""
     fingerprint: Callable[[], str] | None = None
     """Digest of files the builder reads (a shipped policy): part of the cell's config hash, so
     a retrained policy does not reuse the cells the old one produced."""
