@@ -323,6 +323,14 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "eval20_down0_brake_warm5_accel_min01_guard_half_gainup_ceiling": {
         **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
         "gain_up": True, "ceiling": True},
+    # The shipped mode before the ceiling (gainup, so that a run the change does not touch is
+    # its stored run bit for bit) whose warmup guard keeps watching the training loss after the
+    # warmup, up to twice its length (_GuardWatch). SGD networks at 10x die right after the LR
+    # reaches its peak (quick digits-cnn/SGD seed 1: step 34 of a 30-step warmup; full
+    # elec-forecast/SGD seed 1: step 460 of 400), where only the 50-step brake watches.
+    "eval20_down0_brake_warm5_accel_min01_guard_half_gainup_watch2": {
+        **_WARM5, "accel": True, "min_ratio": 0.01, "warmup_guard": (5, 1.0, 0.1, 0.5),
+        "gain_up": True, "guard_watch": 2.0},
     # The per-evaluation mode as shipped (gainup_ceiling) fed the mean *training* loss of each
     # block of total_steps // 20 steps instead of the validation loss (_TrainBlocks): a per-step
     # scheduler with the per-evaluation mode's clock, rules, brake and guarded warmup. The
@@ -724,6 +732,31 @@ class _TrainBlocks:
         return self.sched.get_last_lr()
 
 
+class _GuardWatch:
+    """Wraps check_train_loss(): the warmup guard also sees the training losses after the
+    warmup, up to ``factor`` x its length, at a ramp of 1; if it fires there, GreedyLR's LRs
+    become the restart multiplier times what they are (within their bounds), as at a fire in
+    the warmup."""
+
+    def __init__(self, sched: Any, factor: float) -> None:
+        self.sched, self.check = sched, sched.check_train_loss
+        self.end = round(factor * sched.budget.warmup_steps)
+        sched.check_train_loss = self
+
+    def __call__(self, train_loss: Any) -> None:
+        s = self.sched
+        self.check(train_loss)
+        step = s.last_epoch - 1  # the update whose loss this is
+        if s.guard is None or not s.budget.warmup_steps <= step < self.end:
+            return
+        restart = s.guard.push(s._reduced(train_loss), 1.0)
+        if restart is not None:
+            c = s.controller
+            c.lrs = [min(max(lr * restart, lo), hi)
+                     for lr, lo, hi in zip(c.lrs, c.min_lrs, c.max_lrs)]
+            s._write_lrs()
+
+
 class _GuardedSteps:
     """The per-step GreedyLR (``sched.step(loss)``, a decision per step) whose warmup losses also
     go to its :class:`WarmupGuard`, as in the per-evaluation mode (the brake is not fed)."""
@@ -848,6 +881,7 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 band_soft = kw.pop("band_soft", False)
                 gap = kw.pop("gap", None)
                 guard = kw.pop("warmup_guard", None)
+                watch = kw.pop("guard_watch", None)
                 blocks = kw.pop("train_blocks", None)
                 kw["accelerate"] = bool(accel)  # descents compound (the shipped option)
                 # Climbs on a curve that does not slow down (the shipped option) only where the
@@ -861,6 +895,8 @@ def _builder(kwargs: dict[str, Any]) -> registry.Builder:
                 # candidate's settings (window, margin, backoff, lost progress): the candidates
                 # measured before it had none.
                 sched.guard = None if guard is None else WarmupGuard(*guard)
+                if watch is not None:
+                    _GuardWatch(sched, watch)
                 if accel == "both":
                     _AccelerateClimbs(sched.controller)
                 if band is not None:

@@ -24,13 +24,14 @@ from learnlr.control.brake import DEFAULT_MARGIN, GUARD_LOST_PROGRESS, WarmupGua
 from learnlr.control.schedule import eval_warmup_steps
 
 
-def fire_step(trajectory: Trajectory, guard: WarmupGuard) -> int | None:
-    """The warmup step at which ``guard`` fires on the stored losses, or None."""
+def fire_step(trajectory: Trajectory, guard: WarmupGuard, watch: float = 1.0) -> int | None:
+    """The step at which ``guard`` fires on the stored losses, or None; it watches the first
+    ``watch`` x warmup steps (1: the warmup only, as shipped)."""
     config = trajectory.config
     peak = config["base_lr"] * float(config.get("lr_scale", 1.0))
-    warmup = eval_warmup_steps(config["budget_steps"])
+    end = round(watch * eval_warmup_steps(config["budget_steps"]))
     for step, lr, loss in zip(trajectory.steps, trajectory.lr, trajectory.train_loss):
-        if step >= warmup:
+        if step >= end:
             return None
         value = math.inf if loss is None else loss
         if guard.push(value, (lr or 0.0) / peak) is not None:
@@ -45,6 +46,10 @@ def main() -> None:
                     help="stored schedule names with the 5 %% warmup (a cand_ prefix is optional)")
     ap.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
     ap.add_argument("--lost-progress", type=float, default=GUARD_LOST_PROGRESS)
+    ap.add_argument("--watch", type=float, default=1.0,
+                    help="the variant watches the first WATCH x warmup steps (default 1: the "
+                         "warmup only); past the warmup a run's losses depend on the shipped "
+                         "guard and brake, so only its first fire is comparable")
     args = ap.parse_args()
     wanted = {s.removeprefix("cand_") for s in args.schedules}
     fires: collections.Counter[tuple[float, str]] = collections.Counter()
@@ -57,7 +62,8 @@ def main() -> None:
             trajectory = store.trajectory(cell.hash)
             shipped = fire_step(trajectory, WarmupGuard())
             variant = fire_step(trajectory, WarmupGuard(margin=args.margin,
-                                                        lost_progress=args.lost_progress))
+                                                        lost_progress=args.lost_progress),
+                                args.watch)
             scale = float(config.get("lr_scale", 1.0))
             runs[scale] += 1
             fires[(scale, "shipped")] += shipped is not None

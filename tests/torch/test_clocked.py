@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from learnlr.control.brake import GUARD_WATCH
 from learnlr.control.schedule import BUDGET_PER_EVAL, EVAL_MIN_LR_RATIO, per_eval_defaults
 from learnlr.torch.clocked import ClockedGreedyLR
 
@@ -105,6 +106,37 @@ def test_the_warmup_guard_resumes_exactly_after_it_fired():
     losses = [2.0 - 0.1 * t for t in range(10)] + [4.0] * 10 + [0.5] * 80
     full = resumes_bit_for_bit(losses, (3, 12, 16, 30, 60), total_steps=100, warmup_steps=40)
     assert full[20] < full[9]  # the guard fired (the warmup would still be ramping up)
+
+
+def _blow_up_after(warmup: int, at: int) -> list[float]:
+    """Falling through the warmup and after it, then 30 from update ``at`` on."""
+    return [2.0 / (1 + 0.1 * t) for t in range(at)] + [30.0] * 10
+
+
+def test_the_guard_watches_as_many_steps_again_at_the_peak_lr():
+    # A run that dies right after its LR reaches the peak (SGD networks at 10x do): the guard
+    # still watches (GUARD_WATCH x the warmup) and restarts GreedyLR's LR at a tenth of it.
+    sched = make(warmup_steps=40)
+    for loss in _blow_up_after(40, at=60):
+        sched.tick(loss)
+    assert sched.guard.fired and sched.budget.warmup_steps == 40  # no warmup to end any more
+    assert sched.stable_lrs == pytest.approx([0.1 * 0.1])  # the best mean was at the peak
+    assert sched.brake.num_brakes == 0  # faster than the 50-step brake
+
+
+def test_past_the_watch_a_blow_up_is_the_brakes():
+    sched = make(warmup_steps=40)
+    for loss in _blow_up_after(40, at=round(GUARD_WATCH * 40) + 1):
+        sched.tick(loss)
+    assert not sched.guard.fired
+    assert sched.stable_lrs == pytest.approx([0.1])  # the brake's mean has not doubled yet
+
+
+def test_the_guard_resumes_exactly_inside_its_watch():
+    losses = _blow_up_after(40, at=60) + [0.5] * 80
+    full = resumes_bit_for_bit(losses, (39, 41, 55, 62, 66, 90), total_steps=200,
+                               warmup_steps=40)
+    assert full[70] < 0.5 * full[50]  # the guard fired after the warmup
 
 
 def test_no_guard_without_a_brake_or_a_warmup():

@@ -242,6 +242,7 @@ def _greedy_eval_budget_fingerprint() -> str:
         DEFAULT_MARGIN,
         GUARD_BACKOFF,
         GUARD_LOST_PROGRESS,
+        GUARD_WATCH,
         GUARD_WINDOW,
     )
     from learnlr.control.schedule import (
@@ -258,7 +259,7 @@ def _greedy_eval_budget_fingerprint() -> str:
         settings["warmup_fraction"] = EVAL_WARMUP_FRACTION
     settings["min_lr_ratio"] = EVAL_MIN_LR_RATIO
     settings["warmup_guard"] = {"window": GUARD_WINDOW, "backoff": GUARD_BACKOFF,
-                                "lost_progress": GUARD_LOST_PROGRESS}
+                                "lost_progress": GUARD_LOST_PROGRESS, "watch": GUARD_WATCH}
     extra = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(f"{_greedy_fingerprint()}|{extra}".encode()).hexdigest()[:16]
     return f"greedy-eval-budget:{digest}"

@@ -31,7 +31,10 @@ first value to its best: a blow-up or a network dying back to chance, not the ea
 of AdamW at a good LR, which doubles a small best and recovers), the warmup ends at once and the
 LR restarts at ``backoff`` (0.1) times the LR the ramp had reached where that best mean was seen
 (the range test's rule, fastai's ``lr_find``: a tenth of the LR at the loss minimum). It fires
-at most once.
+at most once. :class:`learnlr.torch.clocked.ClockedGreedyLR` keeps it watching for as many steps
+again after the warmup (``GUARD_WATCH``: the first steps at the peak LR, where SGD networks at
+10x their tuned LR die faster than the brake's 50-step mean can see); a fire there multiplies
+GreedyLR's LRs by the same restart (a best mean seen after the warmup counts at ramp 1).
 
 >>> g = WarmupGuard(window=2)
 >>> [g.push(v, ramp) for v, ramp in ((4.0, 0.1), (3.0, 0.2), (3.0, 0.3), (5.0, 0.4), (20.0, 0.5))]
@@ -53,6 +56,8 @@ DEFAULT_LOST_PROGRESS = 0.0
 GUARD_WINDOW = 5
 GUARD_BACKOFF = 0.1
 GUARD_LOST_PROGRESS = 0.5
+GUARD_WATCH = 2.0
+"""The guard watches the warmup and as many steps again at the peak LR (in warmup lengths)."""
 
 
 class LossBrake:

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from learnlr.control.brake import DEFAULT_MARGIN, LossBrake, WarmupGuard
+from learnlr.control.brake import DEFAULT_MARGIN, GUARD_WATCH, LossBrake, WarmupGuard
 from learnlr.control.budget import Budget, check_total_steps
 from learnlr.control.greedy import DECREASE, HOLD
 from learnlr.control.schedule import (
@@ -128,13 +128,23 @@ class ClockedGreedyLR(GreedyLR):
         if self.brake.push(value):
             self.controller.apply(DECREASE)
             self._write_lrs()
+        # The guard also watches the first steps at the peak LR (GUARD_WATCH x the warmup's
+        # length in all), where SGD networks at 10x their LR die faster than the brake's 50-step
+        # mean can see; there the ramp is 1. (Unfired, the warmup is still the one it started.)
+        if self.guard is not None and step < round(GUARD_WATCH * self.budget.warmup_steps):
+            restart = self.guard.push(value, 1.0)
+            if restart is not None:
+                self._restart_lrs(restart)
 
     def _end_warmup(self, restart: float) -> None:
-        """The guard fired: no more warmup, and GreedyLR's LRs become ``restart`` x what they
-        were (within their bounds). The budget with the shortened warmup is in the state, so a
-        resumed run keeps it."""
+        """The guard fired in the warmup: no more warmup, and GreedyLR's LRs become ``restart`` x
+        what they were (within their bounds). The budget with the shortened warmup is in the
+        state, so a resumed run keeps it."""
         b = self.budget
         self._use_budget(Budget(b.total_steps, self.last_epoch, b.anneal_steps, b.shape))
+        self._restart_lrs(restart)
+
+    def _restart_lrs(self, restart: float) -> None:
         c = self.controller
         c.lrs = [min(max(lr * restart, lo), hi) for lr, lo, hi in zip(c.lrs, c.min_lrs, c.max_lrs)]
         self._write_lrs()
