@@ -17,7 +17,9 @@ import argparse
 import math
 import multiprocessing
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -39,27 +41,30 @@ def spiked(val_curve: list[list[float]]) -> bool:
     return False
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def rerun_parser(doc: str) -> argparse.ArgumentParser:
+    """The options both re-run scripts take: a sweep store, --from / --to candidates, --workers."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("store", type=Path, help="a sweep store (greedy_budget_sweep.py --out)")
     parser.add_argument("--from", dest="source", required=True, help="the stored candidate")
     parser.add_argument("--to", dest="target", required=True, help="the candidate to re-run as")
     parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args()
+    return parser
+
+
+def rerun(args: argparse.Namespace, selected: Callable[[ExperimentStore, Any], bool],
+          what: str) -> None:
+    """Re-run as ``--to`` every stored run of ``--from`` that ``selected(store, cell)`` picks
+    (none twice), then print each pair of final losses."""
     for name in (args.source, args.target):
         if name not in sweep.CANDIDATES:
             raise SystemExit(f"unknown candidate {name!r} (see greedy_budget_sweep.CANDIDATES)")
     sweep.register_candidates()
     with ExperimentStore(args.store) as store:
-        pairs = []
-        for cell in store.cells():
-            if cell.config["schedule"] != f"cand_{args.source}":
-                continue
-            if spiked(cell.results.get("val_curve", [])):
-                config = CellConfig.from_json({**cell.config, "schedule": f"cand_{args.target}"})
-                pairs.append((cell, config))
+        pairs = [(cell, CellConfig.from_json({**cell.config, "schedule": f"cand_{args.target}"}))
+                 for cell in store.cells()
+                 if cell.config["schedule"] == f"cand_{args.source}" and selected(store, cell)]
         todo = [c.to_json() for _, c in pairs if not store.has_cell(c)]
-        print(f"{len(pairs)} runs spiked, {len(todo)} to run", flush=True)
+        print(f"{len(pairs)} runs {what}, {len(todo)} to run", flush=True)
         # fork: the workers inherit the candidates registered above.
         with multiprocessing.get_context("fork").Pool(args.workers) as pool:
             for result in pool.imap_unordered(sweep._run, todo):
@@ -74,6 +79,11 @@ def main() -> None:
             print(f"{c['workload']}/{c['optimizer']} x{c.get('lr_scale', 1.0):g} seed {c['seed']}: "
                   f"{before!r} -> {after!r}{note}")
         print(f"{changed} of {len(pairs)} changed")
+
+
+def main() -> None:
+    args = rerun_parser(__doc__).parse_args()
+    rerun(args, lambda store, cell: spiked(cell.results.get("val_curve", [])), "spiked")
 
 
 if __name__ == "__main__":
