@@ -131,8 +131,10 @@ class ClockedGreedyLR(GreedyLR):
         # The guard also watches the first steps at the peak LR (GUARD_WATCH x the warmup's
         # length in all), where SGD networks at 10x their LR die faster than the brake's 50-step
         # mean can see; there the ramp is 1. (Unfired, the warmup is still the one it started.)
-        if self.guard is not None and step < round(GUARD_WATCH * self.budget.warmup_steps):
-            restart = self.guard.push(value, 1.0)
+        guard = self.guard  # (fired: it never fires again; skip the window test every step)
+        if (guard is not None and not guard.fired
+                and step < round(GUARD_WATCH * self.budget.warmup_steps)):
+            restart = guard.push(value, 1.0)
             if restart is not None:
                 self._restart_lrs(restart)
 
