@@ -232,6 +232,75 @@ def test_parameter_granularity_external_lr_write_rescales_rates() -> None:
     assert opt.state[w]["lr"].tolist() == pytest.approx([0.24, 0.14])
 
 
+@pytest.mark.parametrize(
+    ("second_grad", "rates_before"),
+    [([0.25, -1.75], [0.75, -1.25]),  # mean -0.25: a ratio -2 would flip both signs
+     ([0.25, -1.25], [0.75, -0.75])],  # mean 0: a ratio is undefined
+)
+def test_parameter_granularity_external_lr_write_over_a_non_positive_mean_sets_rates(
+    second_grad: list[float], rates_before: list[float]
+) -> None:
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    opt = SGDHD([w], lr=0.5, hypergrad_lr=1.0, granularity="parameter")
+    _set_grads([w], [[1.0, 1.0]])
+    opt.step()
+    _set_grads([w], [second_grad])
+    opt.step()  # alpha_i = 0.5 + 1.0 * g2_i * g1_i
+    assert opt.state[w]["lr"].tolist() == rates_before
+    opt.param_groups[0]["lr"] = 0.5  # e.g. a scheduler writes a positive LR
+    _set_grads([w], [[0.0, 0.0]])
+    opt.step()  # zero gradient: no hypergradient change, only the external write
+    assert opt.state[w]["lr"].tolist() == [0.5, 0.5]
+    assert opt.param_groups[0]["lr"] == 0.5
+
+
+def test_rates_created_at_the_step_of_an_external_lr_write_start_at_the_new_value() -> None:
+    a = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    b = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    opt = SGDHD([a, b], lr=0.1, hypergrad_lr=0.01, granularity="parameter")
+    _set_grads([a], [[1.0]])
+    opt.step()  # only a has a gradient: only a gets rates (0.1)
+    opt.param_groups[0]["lr"] = 0.2
+    _set_grads([a, b], [[0.0], [1.0]])
+    opt.step()  # a's rate is rescaled 0.1 -> 0.2; b's is created at 0.2, not rescaled to 0.4
+    assert opt.state[a]["lr"].tolist() == pytest.approx([0.2])
+    assert opt.state[b]["lr"].tolist() == pytest.approx([0.2])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("cls", [SGDHD, AdamHD])
+def test_group_hypergradient_of_a_large_fp16_parameter_does_not_overflow(cls: type) -> None:
+    # 200k elements of g_t . d_{t-1} = 1 each: 2e5 overflows fp16 (max 65504) to inf.
+    w = torch.nn.Parameter(torch.zeros(200_000, dtype=torch.float16))
+    opt = cls([w], lr=1e-3, hypergrad_lr=1e-9)
+    for _ in range(2):
+        w.grad = torch.ones_like(w)  # the Adam direction of constant ones is 1 as well
+        opt.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 + 1e-9 * 200_000, rel=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_per_element_rates_of_low_precision_parameters_keep_small_changes(
+    dtype: torch.dtype,
+) -> None:
+    # The paper's Adam-HD beta 1e-7 on rates of 1e-3: 16-bit rates round every change away.
+    w = torch.nn.Parameter(torch.ones(4, dtype=dtype))
+    opt = AdamHD([w], lr=1e-3, hypergrad_lr=1e-7, granularity="parameter")
+    for _ in range(10):
+        w.grad = torch.ones_like(w)
+        opt.step()  # from the second step on, alpha += 1e-7 * 1 * d, d ~ 1 (16-bit moments)
+    rates = opt.state[w]["lr"]
+    assert rates.dtype == torch.float32
+    # nine changes of ~1e-7 (a 16-bit rate stays at round(1e-3), off by ~4e-7)
+    assert [r - 1e-3 for r in rates.tolist()] == pytest.approx([9e-7] * 4, rel=0.02)
+    # a checkpoint round trip keeps them float32 (torch's loader casts state to the param dtype)
+    other = AdamHD([torch.nn.Parameter(w.detach().clone())], lr=1e-3, granularity="parameter")
+    other.load_state_dict(opt.state_dict())
+    restored = next(iter(other.state.values()))["lr"]
+    assert restored.dtype == torch.float32
+    assert torch.equal(restored, rates)
+
+
 @pytest.mark.parametrize("cls", [SGDHD, AdamHD])
 @pytest.mark.parametrize("granularity", ["group", "parameter"])
 def test_state_dict_round_trip_continues_identically(cls: type, granularity: str) -> None:
@@ -267,6 +336,12 @@ def test_state_dict_round_trip_continues_identically(cls: type, granularity: str
         (AdamHD, {"betas": (0.9, 1.0)}, "betas"),
         (AdamHD, {"eps": 0.0}, "eps"),
         (AdamHD, {"weight_decay": -0.1}, "weight_decay"),
+        # TypeErrors before, or accepted: not numbers, not pairs, infinite, bools
+        (AdamHD, {"betas": 0.9}, "betas"),
+        (AdamHD, {"betas": (0.9, "x")}, "betas"),
+        (AdamHD, {"eps": float("inf")}, "eps"),
+        (AdamHD, {"lr": True}, "lr"),
+        (SGDHD, {"hypergrad_lr": True}, "hypergrad_lr"),
     ],
 )
 def test_invalid_arguments_raise_value_error_naming_them(
@@ -274,3 +349,14 @@ def test_invalid_arguments_raise_value_error_naming_them(
 ) -> None:
     with pytest.raises(ValueError, match=name):
         cls([torch.nn.Parameter(torch.ones(2))], **kwargs)
+
+
+@pytest.mark.parametrize("cls", [SGDHD, AdamHD])
+@pytest.mark.parametrize(
+    "lr", [np.float32(0.5), torch.tensor(0.5), torch.tensor(0.5, dtype=torch.float64)]
+)
+def test_numpy_and_zero_dim_tensor_lr_is_accepted_as_a_float(cls: type, lr: object) -> None:
+    # torch's own optimizers accept these; the group stores a plain float.
+    opt = cls([torch.nn.Parameter(torch.ones(2))], lr=lr)
+    assert type(opt.param_groups[0]["lr"]) is float
+    assert opt.param_groups[0]["lr"] == 0.5

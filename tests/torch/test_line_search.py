@@ -141,6 +141,42 @@ def test_closure_that_calls_backward_itself_is_supported() -> None:
     torch.testing.assert_close(w1, w2)
 
 
+def test_closure_that_zeroes_gradients_in_place_moves_like_one_that_sets_them_to_none() -> None:
+    def run(set_to_none: bool) -> tuple[float, float]:
+        w = torch.nn.Parameter(torch.tensor([3.0], dtype=torch.float64))
+        opt = SLS([w], lr=1.0, beta=0.5, reset_option=2)
+
+        def closure() -> torch.Tensor:
+            # The usual training-loop closure; under no_grad (the trials) it still zeroes.
+            opt.zero_grad(set_to_none=set_to_none)
+            loss = (w**2).sum()
+            if torch.is_grad_enabled():
+                loss.backward()
+            return loss
+
+        opt.step(closure)
+        return w.item(), opt.state["step_size"]
+
+    # By hand (first test): eta=1 is rejected, eta=0.5 takes w from 3 to 0.
+    assert run(set_to_none=True) == pytest.approx((0.0, 0.5))
+    assert run(set_to_none=False) == pytest.approx((0.0, 0.5))
+
+
+def test_failed_search_reports_the_fallback_step_it_took_and_keeps_the_shrunken_size() -> None:
+    w = torch.nn.Parameter(torch.tensor([3.0], dtype=torch.float64))
+    opt = SLS([w], lr=1.0, beta=0.5, reset_option=0, max_backtracks=1)
+    opt.step(lambda: (w**2).sum())
+    # eta=1 fails Armijo (first test) and no backtrack is left: w moves by 1e-6 * g = 6e-6.
+    assert w.item() == pytest.approx(3.0 - 6e-6, abs=1e-12)
+    assert opt.param_groups[0]["lr"] == 1e-6  # the step size the parameters actually moved by
+    assert opt.state["step_size"] == 0.5  # the next search starts from the shrunken size
+    opt.step(lambda: (w**2).sum())
+    # from w ~ 3, eta=0.5 passes Armijo at once: w ~ 0, and lr reports 0.5 again
+    assert w.item() == pytest.approx(0.0, abs=1e-5)
+    assert opt.param_groups[0]["lr"] == 0.5
+    assert opt.state["step_size"] == 0.5
+
+
 def test_trains_a_small_classifier() -> None:
     torch.manual_seed(0)
     x = torch.randn(256, 10)
@@ -179,11 +215,29 @@ def test_state_dict_is_json_and_round_trips() -> None:
         ({"n_batches_per_epoch": 0}, "n_batches_per_epoch"),
         ({"max_step_size": 0.0}, "max_step_size"),
         ({"max_backtracks": 0}, "max_backtracks"),
+        # bools and floats are not option numbers or counts, an infinite cap is no cap
+        ({"lr": True}, "lr"),
+        ({"max_step_size": float("inf")}, "max_step_size"),
+        ({"reset_option": True}, "reset_option"),
+        ({"reset_option": 1.0}, "reset_option"),
+        ({"max_backtracks": True}, "max_backtracks"),
     ],
 )
 def test_invalid_arguments_raise_value_error_naming_them(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         SLS([torch.nn.Parameter(torch.ones(2))], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "lr", [np.float32(0.5), torch.tensor(0.5), torch.tensor(0.5, dtype=torch.float64)]
+)
+def test_numpy_and_zero_dim_tensor_arguments_are_accepted_as_floats(lr: object) -> None:
+    # torch's own optimizers accept these for lr; the stored values are plain floats.
+    opt = SLS([torch.nn.Parameter(torch.ones(2))], lr=lr, n_batches_per_epoch=np.int64(4))
+    assert type(opt.param_groups[0]["lr"]) is float
+    assert opt.param_groups[0]["lr"] == 0.5
+    assert opt.state["step_size"] == 0.5
+    assert type(opt.param_groups[0]["n_batches_per_epoch"]) is int
 
 
 def test_step_without_closure_and_multiple_groups_are_rejected() -> None:

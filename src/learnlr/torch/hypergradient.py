@@ -24,7 +24,9 @@ Two granularities (``granularity=``):
   The per-element rates live in ``optimizer.state[p]["lr"]`` (a tensor shaped like ``p``), and
   ``group["lr"]`` is kept equal to their mean over the group so that logging code that reads
   ``group["lr"]`` shows a sensible trajectory. Writing a new value into ``group["lr"]`` (by hand
-  or by an LR scheduler) rescales every per-element rate of the group by the same ratio.
+  or by an LR scheduler) rescales every per-element rate of the group by the same ratio, or,
+  when their mean is not positive (a ratio would flip signs or do nothing), sets every rate to
+  the new value; rates created at that step start at the new value.
   Scale note: the mean per-element change is ``beta * (g_t . d_{t-1}) / n`` for a group of
   ``n`` scalars, so the same ``beta`` moves the rates ``n`` times less than ``"group"`` does;
   multiply ``beta`` by ``n`` for comparable adaptation speed.
@@ -49,19 +51,45 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
+from learnlr.torch._args import as_real, check_real
+
 _GRANULARITIES = ("group", "parameter")
 
 
-def _check_non_negative(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"{name}={value!r} is invalid: expected a finite number >= 0")
+def _check_lr(lr: object) -> float:
+    return check_real("lr", lr, lambda v: v > 0.0, "a finite real number > 0")
+
+
+def _check_non_negative(name: str, value: object) -> float:
+    return check_real(name, value, lambda v: v >= 0.0, "a finite real number >= 0")
+
+
+def _check_betas(betas: object) -> tuple[float, float]:
+    # betas=0.9 (not a pair) or a pair holding a string must be a ValueError, not a TypeError.
+    values = [as_real(b) for b in betas] if isinstance(betas, Iterable) else []
+    valid = [v for v in values if v is not None and 0.0 <= v < 1.0]
+    if len(values) != 2 or len(valid) != 2:
+        raise ValueError(f"betas={betas!r} is invalid: expected two real numbers in [0, 1)")
+    return valid[0], valid[1]
+
+
+def _rate_dtype(p: torch.Tensor) -> torch.dtype:
+    # fp16/bf16 rates cannot hold alpha + beta * h for small beta (1e-7 rounds away), and fp16
+    # dot products over large tensors overflow: the rates and the hypergradient use >= float32.
+    return torch.promote_types(p.dtype, torch.float32)
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``a . b`` over all elements, in at least float32."""
+    if a.dtype.itemsize < 4:  # 16-bit (or 8-bit) floats; the test skips a cast per tensor else
+        a, b = a.float(), b.float()
+    return float(torch.dot(a.reshape(-1), b.reshape(-1)))
 
 
 def _check_granularity(granularity: str) -> None:
@@ -75,20 +103,44 @@ class _HypergradientOptimizer(Optimizer):
     """Shared bookkeeping for the two granularities (not public)."""
 
     def _group_lr_tensors(self, group: dict[str, Any]) -> None:
-        """Create per-element rates, and apply an external change of ``group['lr']``."""
-        params = [p for p in group["params"] if p.grad is not None]
-        for p in params:
-            state = self.state[p]
-            if "lr" not in state:
-                state["lr"] = torch.full_like(p, float(group["lr"]))
+        """Apply an external change of ``group['lr']``, then create missing per-element rates.
+
+        Creating after rescaling keeps a rate born at this step at the new value (not rescaled
+        once more).
+        """
+        new = float(group["lr"])
         reported = group.get("_reported_lr")
-        if reported is not None and float(group["lr"]) != reported and reported != 0.0:
-            # Someone (a scheduler, a user) wrote group["lr"]: keep the per-element profile,
-            # move its mean to the new value.
-            ratio = float(group["lr"]) / reported
-            for p in group["params"]:
-                if "lr" in self.state[p]:
-                    self.state[p]["lr"].mul_(ratio)
+        if reported is not None and new != reported:
+            self._move_rates(group, new, reported)
+        for p in group["params"]:
+            # p.grad first: self.state is a defaultdict, so no entry for a parameter without one
+            if p.grad is not None and "lr" not in self.state[p]:
+                self.state[p]["lr"] = torch.full_like(p, new, dtype=_rate_dtype(p))
+
+    def _move_rates(self, group: dict[str, Any], new: float, mean: float) -> None:
+        """Someone (a scheduler, a user) wrote ``group['lr']``: move the rates' mean to it."""
+        for p in group["params"]:
+            rates = self.state[p].get("lr")
+            if rates is None:
+                continue
+            if mean > 0.0:
+                rates.mul_(new / mean)  # keep the per-element profile
+            else:
+                rates.fill_(new)  # a ratio to a mean <= 0 flips signs (or, at 0, does nothing)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's loader, then the per-element rates restored at their saved precision.
+
+        torch casts every floating state tensor to its parameter's dtype, which would round
+        float32 rates of a bf16/fp16 parameter back to 16 bits.
+        """
+        super().load_state_dict(state_dict)
+        saved_ids = (i for group in state_dict["param_groups"] for i in group["params"])
+        params = (p for group in self.param_groups for p in group["params"])
+        for saved_id, p in zip(saved_ids, params, strict=True):
+            rates = state_dict["state"].get(saved_id, {}).get("lr")
+            if rates is not None:
+                self.state[p]["lr"] = rates.to(device=p.device, dtype=_rate_dtype(p), copy=True)
 
     def _report_group_lr(self, group: dict[str, Any]) -> None:
         total, count = 0.0, 0
@@ -135,12 +187,12 @@ class SGDHD(_HypergradientOptimizer):
         weight_decay: float = 0.0,
         granularity: str = "group",
     ) -> None:
-        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0.0):
-            raise ValueError(f"lr={lr!r} is invalid: expected a finite number > 0")
-        _check_non_negative("hypergrad_lr", hypergrad_lr)
-        _check_non_negative("weight_decay", weight_decay)
-        if not (isinstance(momentum, int | float) and 0.0 <= momentum < 1.0):
-            raise ValueError(f"momentum={momentum!r} is invalid: expected 0 <= momentum < 1")
+        lr = _check_lr(lr)
+        hypergrad_lr = _check_non_negative("hypergrad_lr", hypergrad_lr)
+        weight_decay = _check_non_negative("weight_decay", weight_decay)
+        momentum = check_real(
+            "momentum", momentum, lambda v: 0.0 <= v < 1.0, "a real number with 0 <= momentum < 1"
+        )
         if nesterov and momentum == 0.0:
             raise ValueError("nesterov=True is invalid with momentum=0: expected momentum > 0")
         _check_granularity(granularity)
@@ -179,7 +231,7 @@ class SGDHD(_HypergradientOptimizer):
                         # alpha_t = alpha_{t-1} + beta * g_t * d_{t-1}, elementwise
                         state["lr"].addcmul_(grad, previous, value=beta)
                     else:
-                        hypergrad += float(torch.dot(grad.reshape(-1), previous.reshape(-1)))
+                        hypergrad += _dot(grad, previous)
                 grads.append((p, grad))
             if not per_element:
                 group["lr"] = group["lr"] + beta * hypergrad
@@ -229,14 +281,11 @@ class AdamHD(_HypergradientOptimizer):
         weight_decay: float = 0.0,
         granularity: str = "group",
     ) -> None:
-        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0.0):
-            raise ValueError(f"lr={lr!r} is invalid: expected a finite number > 0")
-        _check_non_negative("hypergrad_lr", hypergrad_lr)
-        _check_non_negative("weight_decay", weight_decay)
-        if not (len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas)):
-            raise ValueError(f"betas={betas!r} is invalid: expected two numbers in [0, 1)")
-        if not (isinstance(eps, int | float) and eps > 0.0):
-            raise ValueError(f"eps={eps!r} is invalid: expected a number > 0")
+        lr = _check_lr(lr)
+        hypergrad_lr = _check_non_negative("hypergrad_lr", hypergrad_lr)
+        weight_decay = _check_non_negative("weight_decay", weight_decay)
+        betas = _check_betas(betas)
+        eps = check_real("eps", eps, lambda v: v > 0.0, "a finite real number > 0")
         _check_granularity(granularity)
         defaults = {
             "lr": float(lr),
@@ -278,7 +327,7 @@ class AdamHD(_HypergradientOptimizer):
                     if per_element:
                         state["lr"].addcmul_(grad, previous, value=beta)
                     else:
-                        hypergrad += float(torch.dot(grad.reshape(-1), previous.reshape(-1)))
+                        hypergrad += _dot(grad, previous)
                 grads.append((p, grad))
             if not per_element:
                 group["lr"] = group["lr"] + beta * hypergrad

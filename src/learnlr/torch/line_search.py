@@ -16,15 +16,28 @@ code ``IssamLaradji/sls``):
 
 The first step starts from ``lr`` put through the same reset. If no step size passes within
 ``max_backtracks`` tries, a tiny fallback step of ``1e-6`` is taken (as the reference code
-does) and the shrunken size is kept for the next step. When ``||g|| < 1e-8`` no search is run
-and the parameters stay put.
+does): ``param_groups[0]["lr"]`` reports that ``1e-6``, and the shrunken size is kept in
+``state["step_size"]`` for the next search. When ``||g|| < 1e-8`` no search is run and the
+parameters stay put.
 
 The closure must compute and return the loss of the mini-batch. SLS zeroes the gradients,
 calls it once with gradients enabled (calling ``backward()`` itself unless the closure already
 did), and then calls it under ``torch.no_grad()`` for each trial point, so a closure that
-calls ``backward()`` must guard it with ``if torch.is_grad_enabled():``. The CPU (and CUDA) RNG
-state is restored before every call so that all evaluations of one step see the same dropout
-mask.
+calls ``backward()`` must guard it with ``if torch.is_grad_enabled():``. The search runs along a
+copy of the gradients, so the closure may zero them (in place or to None). The CPU (and CUDA)
+RNG state is restored before every call so that all evaluations of one step see the same
+dropout mask.
+
+Known limitation: every trial is a forward pass in the model's current mode, so in training mode
+BatchNorm layers update their running statistics once per evaluation (a step with ``k`` trials
+moves them ``k + 1`` times, partly with the activations of rejected trial points). Calling
+``model.eval()`` for the trials avoids that but searches a different loss (running instead of
+batch statistics); which trade-off fits is the user's call.
+
+Under torch.distributed (initialised, world size > 1) each rank evaluates its own shard, so the
+loss and every trial loss are averaged over the ranks of the default process group (one
+all-reduce each) before the Armijo test: with gradients that agree across ranks (DDP averages
+them), every rank accepts the same step size after the same number of trials.
 
 Example:
     >>> import torch
@@ -45,8 +58,16 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from learnlr.torch._args import check_int, check_real
+from learnlr.torch.distributed import MetricReducer, is_distributed
+
 _FALLBACK_STEP_SIZE = 1e-6
 _MIN_GRAD_NORM = 1e-8
+
+
+def _mean_over_ranks(value: float, reducer: MetricReducer | None) -> float:
+    """``value`` averaged over the ranks (itself on a single process)."""
+    return value if reducer is None else reducer.reduce_floats([value])[0]
 
 
 class SLS(Optimizer):
@@ -63,8 +84,9 @@ class SLS(Optimizer):
         max_step_size: ``eta_max``, the cap after a reset (> 0); default 10.
         max_backtracks: trials per step before the fallback step (>= 1); default 100.
 
-    The current step size is ``optimizer.state["step_size"]``; it is mirrored into
-    ``param_groups[0]["lr"]`` after every step so that LR logging works unchanged.
+    The current step size is ``optimizer.state["step_size"]``; the size the parameters moved by
+    is written into ``param_groups[0]["lr"]`` after every step so that LR logging works
+    unchanged (the two differ only after a failed search, where ``lr`` is the fallback ``1e-6``).
     """
 
     def __init__(
@@ -80,24 +102,18 @@ class SLS(Optimizer):
         max_step_size: float = 10.0,
         max_backtracks: int = 100,
     ) -> None:
-        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0.0):
-            raise ValueError(f"lr={lr!r} is invalid: expected a finite number > 0")
-        if not (isinstance(c, int | float) and 0.0 < c < 1.0):
-            raise ValueError(f"c={c!r} is invalid: expected 0 < c < 1")
-        if not (isinstance(beta, int | float) and 0.0 < beta < 1.0):
-            raise ValueError(f"beta={beta!r} is invalid: expected 0 < beta < 1")
-        if not (isinstance(gamma, int | float) and math.isfinite(gamma) and gamma >= 1.0):
-            raise ValueError(f"gamma={gamma!r} is invalid: expected a finite number >= 1")
-        if reset_option not in (0, 1, 2):
-            raise ValueError(f"reset_option={reset_option!r} is invalid: expected 0, 1 or 2")
-        if not (isinstance(n_batches_per_epoch, int) and n_batches_per_epoch >= 1):
-            raise ValueError(
-                f"n_batches_per_epoch={n_batches_per_epoch!r} is invalid: expected an int >= 1"
-            )
-        if not (isinstance(max_step_size, int | float) and max_step_size > 0.0):
-            raise ValueError(f"max_step_size={max_step_size!r} is invalid: expected a number > 0")
-        if not (isinstance(max_backtracks, int) and max_backtracks >= 1):
-            raise ValueError(f"max_backtracks={max_backtracks!r} is invalid: expected an int >= 1")
+        lr = check_real("lr", lr, lambda v: v > 0.0, "a finite real number > 0")
+        c = check_real("c", c, lambda v: 0.0 < v < 1.0, "a real number with 0 < c < 1")
+        beta = check_real("beta", beta, lambda v: 0.0 < v < 1.0, "a real number with 0 < beta < 1")
+        gamma = check_real("gamma", gamma, lambda v: v >= 1.0, "a finite real number >= 1")
+        reset_option = check_int("reset_option", reset_option, 0, "the int 0, 1 or 2", 2)
+        n_batches_per_epoch = check_int(
+            "n_batches_per_epoch", n_batches_per_epoch, 1, "an int >= 1"
+        )
+        max_step_size = check_real(
+            "max_step_size", max_step_size, lambda v: v > 0.0, "a finite real number > 0"
+        )
+        max_backtracks = check_int("max_backtracks", max_backtracks, 1, "an int >= 1")
         defaults = {
             "lr": float(lr),
             "c": float(c),
@@ -154,32 +170,54 @@ class SLS(Optimizer):
             if all(p.grad is None for p in params):
                 loss.backward()
         self.state["n_forwards"] += 1
+        # One reducer per step, None on a single process: ranks must agree on every decision.
+        reducer = MetricReducer("mean") if is_distributed() else None
 
         with torch.no_grad():
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            # Copies, not p.grad itself: a closure that zeroes gradients in place would wipe
+            # the search direction at the first trial.
+            grads = [
+                p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+                for p in params
+            ]
             grad_norm_sq = float(sum(torch.sum(g * g) for g in grads))
             step_size = self._reset(self.state["step_size"])
-            loss_value = float(loss.detach())
+            used = step_size
+            loss_value = _mean_over_ranks(float(loss.detach()), reducer)
             if math.sqrt(grad_norm_sq) >= _MIN_GRAD_NORM:
-                start = [p.detach().clone() for p in params]
-                found = False
-                for _ in range(group["max_backtracks"]):
-                    for p, p0, g in zip(params, start, grads, strict=True):
-                        p.copy_(p0).add_(g, alpha=-step_size)
-                    loss_next = float(evaluate())
-                    self.state["n_forwards"] += 1
-                    if loss_next <= loss_value - group["c"] * step_size * grad_norm_sq:
-                        found = True
-                        break
-                    step_size *= group["beta"]
-                    self.state["n_backtracks"] += 1
-                if not found:
-                    for p, p0, g in zip(params, start, grads, strict=True):
-                        p.copy_(p0).add_(g, alpha=-_FALLBACK_STEP_SIZE)
-        self.state["step_size"] = step_size
+                step_size, used = self._search(
+                    params, grads, grad_norm_sq, loss_value, step_size, evaluate, reducer
+                )
+        self.state["step_size"] = step_size  # the shrunken size seeds the next search
         self.state["step"] += 1
-        group["lr"] = step_size
+        group["lr"] = used  # what the parameters moved by (the fallback size after a failure)
         return loss
+
+    def _search(
+        self,
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        grad_norm_sq: float,
+        loss_value: float,
+        step_size: float,
+        evaluate: Callable[[], torch.Tensor],
+        reducer: MetricReducer | None,
+    ) -> tuple[float, float]:
+        """Armijo backtracking from ``step_size``; returns (last size tried, size moved by)."""
+        group = self.param_groups[0]
+        start = [p.detach().clone() for p in params]
+        for _ in range(group["max_backtracks"]):
+            for p, p0, g in zip(params, start, grads, strict=True):
+                p.copy_(p0).add_(g, alpha=-step_size)
+            loss_next = _mean_over_ranks(float(evaluate()), reducer)
+            self.state["n_forwards"] += 1
+            if loss_next <= loss_value - group["c"] * step_size * grad_norm_sq:
+                return step_size, step_size
+            step_size *= group["beta"]
+            self.state["n_backtracks"] += 1
+        for p, p0, g in zip(params, start, grads, strict=True):
+            p.copy_(p0).add_(g, alpha=-_FALLBACK_STEP_SIZE)
+        return step_size, _FALLBACK_STEP_SIZE
 
     def state_dict(self) -> dict[str, Any]:
         """Param-group settings plus the global search state (plain floats and ints)."""
