@@ -76,7 +76,9 @@ def measure_step_costs(steps: int = 60) -> dict[str, float]:
 
 def policy_sha256(stem: Path) -> str:
     """sha256 of a policy's weights file."""
-    return hashlib.sha256(stem.with_suffix(".safetensors").read_bytes()).hexdigest()
+    from learnlr.rl.policy import policy_files
+
+    return hashlib.sha256(policy_files(stem)[0].read_bytes()).hexdigest()
 
 
 def evaluate(out: Path, workloads: tuple[str, ...], seeds: int) -> tuple[list[dict], Path]:

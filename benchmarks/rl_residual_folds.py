@@ -36,6 +36,7 @@ from learnlr.bench.schedules import schedule_fingerprint
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore
 from learnlr.bench.summary import json_safe, summarize_tracks
 from learnlr.bench.workloads import WORKLOADS
+from learnlr.rl.policy import policy_files
 from learnlr.rl.residual import RESIDUAL_BASES
 from learnlr.rl.schedules import policy_digest
 
@@ -78,7 +79,7 @@ def train_fold(name: str, workloads: tuple[str, ...], args: argparse.Namespace) 
     episodes, computed = base_episodes(config, args.store, workers=args.workers)
     print(f"fold {name}: {len(episodes)} training cells, {computed} base cells computed now "
           f"({time.perf_counter() - started:.0f} s)", flush=True)
-    if stem.with_suffix(".json").is_file() and not args.retrain:
+    if policy_files(stem)[1].is_file() and not args.retrain:
         print(f"fold {name}: reusing {stem}", flush=True)
         return stem
     started = time.perf_counter()

@@ -6,7 +6,8 @@ them all without importing any area (it stays fast and shows commands whose extr
 only the area of the command being run is imported. A command whose optional extra is missing
 exits 2 with one line that names the ``pip install`` to run.
 
-Exit codes: 0 success, 2 bad usage (unknown names, malformed options, a missing extra).
+Exit codes: 0 success, 2 bad usage (unknown names, malformed options, a missing extra), 130
+interrupted (Ctrl-C in ``bench`` and the ``rl`` commands, which say what they kept).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from learnlr import __version__
-from learnlr.errors import UserError
+from learnlr.errors import MissingExtra, UserError
 
 USAGE_ERROR = 2
 
@@ -53,10 +54,6 @@ COMMANDS = (
             ("bench",)),
     Command("rl", "learnlr.rl.cli", "train / evaluate RL learning-rate policies", ("rl", "bench")),
 )
-
-
-class MissingExtra(Exception):
-    """A command's optional dependencies are not installed (the message says what to install)."""
 
 
 def _check_extras(command: Command) -> None:

@@ -11,7 +11,8 @@ import argparse
 import os
 from pathlib import Path
 
-__all__ = ["folder_problem", "output_file", "output_folder", "positive_float", "positive_int"]
+__all__ = ["folder_problem", "output_file", "output_folder", "positive_float", "positive_int",
+           "seed_int"]
 
 
 def positive_int(text: str) -> int:
@@ -22,6 +23,19 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """A seed: an integer in ``[0, 2**32)``, the range of :func:`learnlr.nmf.problems.check_seed`
+    (numpy's global seed, which PPO training sets, accepts no more)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}"
+                                         ) from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {value}")
     return value
 
 

@@ -64,6 +64,10 @@ def test_real_matrices_load_offline_and_factorize():
         (lambda: GradientOracle("minibatch", batch_fraction=0.0), "batch_fraction"),
         (lambda: nmf_solve(planted_problem(5, 5, 2), steps=0), "steps"),
         (lambda: StochasticNMF(planted_problem(5, 5, 2), clip=-1.0), "clip"),
+        (lambda: planted_problem(5, 5, 2, seed=-1), r"seed must be an integer in \[0, 2\*\*32\)"),
+        (lambda: planted_problem(5, 5, 2, seed=2**32), "seed"),
+        (lambda: nmf_solve(planted_problem(5, 5, 2), steps=5, seed=-1), "seed"),
+        (lambda: nmf_solve(planted_problem(5, 5, 2), steps=5, seed=1.5), "seed"),
     ],
 )
 def test_invalid_arguments_raise_value_error(call, match):
@@ -117,3 +121,31 @@ def test_cli_output_under_a_file_exits_2_before_solving(tmp_path, capsys, option
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert option in err and "is a file, not a folder" in err
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "one"])
+def test_cli_seed_out_of_range_exits_2_naming_the_option(capsys, seed):
+    with pytest.raises(SystemExit) as info:
+        main(["nmf", "solve", "--steps", "5", "--seed", seed, "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --seed: expected an integer in [0, 2**32)" in err
+
+
+def test_cli_rl_residual_without_gymnasium_names_the_extra_and_exits_2():
+    # A real process in which gymnasium cannot be imported (the rl extra missing); the nmf
+    # command itself needs only the bench extra, so the schedule is where it is found out.
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['gymnasium'] = None\n"
+            "from learnlr.cli import main\n"
+            "sys.exit(main(['nmf', 'solve', '--schedule', 'rl_residual', '--steps', '5', "
+            "'--no-progress']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == ("learnlr: error: schedule 'rl_residual' needs the rl extra "
+                                   "(module 'gymnasium' is missing): pip install "
+                                   '"learnlr[rl]"')

@@ -149,11 +149,43 @@ def test_with_the_bound_the_same_greedy_policy_does_not_diverge():
         ({"max_log_change": 0.0}, "max_log_change"),
         ({"initial_lr_range": (0.5, 0.1)}, "initial_lr_range"),
         ({"reward": "accuracy"}, "reward"),
+        ({"divergence_penalty": -1.0}, "divergence_penalty"),
+        ({"divergence_penalty": float("nan")}, "divergence_penalty"),
+        ({"feature_window": 1}, "feature_window"),
+        ({"feature_window": 2.5}, "feature_window"),
+        ({"budget_steps": 40.0}, "budget_steps"),
     ],
 )
 def test_invalid_env_arguments_raise_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LRControlEnv(**kwargs)
+
+
+@pytest.mark.parametrize("make", ["workload", "nmf_residual", "greedy_residual"])
+def test_every_env_checks_divergence_penalty_and_feature_window_when_built(make):
+    # One check shared by the environments: refused at construction, never at reset().
+    from learnlr.rl.nmf_residual import NMFResidualEnv
+    from learnlr.rl.residual_env import ResidualWorkloadEnv
+    from learnlr.rl.workload_env import WorkloadLRControlEnv
+
+    episode = {"workload": "digits-cnn", "optimizer": "sgd", "seed": 0, "base_lr": 0.1,
+               "lr_scale": 1.0, "budget_steps": 20, "eval_every": 10, "base_val_loss": 1.0}
+    build = {"workload": lambda **kw: WorkloadLRControlEnv("digits-cnn", "sgd", **kw),
+             "nmf_residual": lambda **kw: NMFResidualEnv([], "cosine", **kw),
+             "greedy_residual": lambda **kw: ResidualWorkloadEnv([episode], **kw)}[make]
+    with pytest.raises(ValueError, match="divergence_penalty"):
+        build(divergence_penalty=-2.0)
+    with pytest.raises(ValueError, match="feature_window"):
+        build(feature_window=1)
+
+
+def test_a_budget_that_is_not_a_multiple_of_k_cuts_the_last_window_short():
+    env = LRControlEnv("nmf", seed=0, budget_steps=15, steps_per_action=10)
+    env.reset()
+    _, _, term, trunc, info = env.step(np.array([0.0], dtype=np.float32))
+    assert not (term or trunc) and info["steps"] == 10
+    _, _, term, trunc, info = env.step(np.array([0.0], dtype=np.float32))
+    assert trunc and not term and info["steps"] == 15 == len(env.history)
 
 
 def test_observation_builder_state_round_trip_and_clipping():

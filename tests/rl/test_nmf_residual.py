@@ -203,7 +203,7 @@ def test_shipped_residual_policy_loads_and_records_its_base_and_command():
     assert not run.diverged and run.losses[-1] < run.losses[0]
 
 
-def test_ppo_trains_and_exports_a_residual_policy(instance):
+def test_ppo_trains_and_exports_a_residual_policy(instance, tmp_path):
     from learnlr.rl.nmf_residual import (
         NMFResidualTrainConfig,
         make_residual_ppo,
@@ -218,8 +218,10 @@ def test_ppo_trains_and_exports_a_residual_policy(instance):
     untrained = make_residual_ppo(config, pool, BASE)  # starts at the base: mean action 0
     obs = np.zeros((1, len(FEATURE_SETS[KIND])), dtype=np.float32)
     assert float(untrained.predict(obs, deterministic=True)[0][0, 0]) == 0.0
-    network = train_residual_policy(config, pool, BASE)
+    network = train_residual_policy(config, pool, BASE, partial=tmp_path / "p.partial")
     assert network.config.kind == KIND
+    partial = load_policy(tmp_path / "p.partial")  # saved after the first of two updates
+    assert partial.config.kind == KIND and partial.config.training["timesteps_done"] == 32
     assert network.config.feature_names == list(FEATURE_SETS[KIND])
     assert network.config.training["base"] == BASE
 

@@ -201,3 +201,89 @@ def test_pretrained_nmf_policy_ships_and_beats_a_tiny_constant_lr():
     assert learned.losses[-1] < constant.losses[-1]
     with pytest.raises(ValueError, match="nmf"):
         pretrained_path("imagenet")
+
+
+def test_the_shipped_direct_policy_holds_the_lr_past_total_steps():
+    # The policy was trained on budget fractions up to 1: past the budget it must not act
+    # (without the hold it would act at calls 60, 70, 80, 90 with the fraction stuck at 1).
+    nmf = StochasticNMF(planted_problem(20, 15, 3, seed=0))
+    opt = torch.optim.SGD(nmf.parameters(), lr=0.1 * nmf.stability_bound())
+    sched = RLScheduler.pretrained("nmf", opt, total_steps=60, lr_bound=nmf.stability_bound)
+    lrs = []
+    for _ in range(100):
+        sched.step(nmf.step(opt).loss)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert len(set(lrs[:60])) > 1  # the policy did act within the budget
+    assert lrs[59:] == [lrs[59]] * 41  # from call 60 on (0-based) the LR is constant
+
+
+def test_total_steps_takes_any_integer_type_but_not_a_bool():
+    param = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([param], lr=0.1)
+    sched = RLScheduler(opt, _constant_policy(0.0), total_steps=np.int64(10))
+    assert sched.total_steps == 10 and type(sched.total_steps) is int
+    json.dumps(sched.state_dict())  # a numpy integer would not serialise
+    for bad in (True, 2.5, np.int64(0)):
+        with pytest.raises(ValueError, match="total_steps"):
+            RLScheduler(opt, _constant_policy(0.0), total_steps=bad)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("min_relative_lr", 50.0), ("min_relative_lr", 1.0), ("min_relative_lr", "0.1"),
+    ("steps_per_action", 2.5), ("steps_per_action", True), ("feature_window", 1),
+    ("feature_window", 3.0), ("hidden_sizes", ["32", 32]), ("hidden_sizes", [True, 32]),
+    ("hidden_sizes", []), ("kind", ["direct"]), ("activation", ["tanh"]),
+    ("max_log_change", "big"), ("lower_only", "yes"), ("training", [1]),
+])
+def test_load_policy_refuses_an_invalid_field_naming_the_file_and_the_field(
+        tmp_path, field, value):
+    _, config = save_policy(PolicyNetwork(PolicyConfig()), tmp_path / "p")
+    raw = json.loads(config.read_text())
+    config.write_text(json.dumps({**raw, field: value}))
+    with pytest.raises(ValueError) as info:
+        load_policy(tmp_path / "p")
+    assert str(config) in str(info.value) and field in str(info.value)
+
+
+def test_a_policy_stem_with_a_dot_keeps_its_whole_name(tmp_path):
+    # `OUT.partial` next to `OUT`: the suffixes are appended, so neither overwrites the other.
+    first = PolicyNetwork(PolicyConfig(hidden_sizes=[4]))
+    second = PolicyNetwork(PolicyConfig(hidden_sizes=[6]))
+    save_policy(first, tmp_path / "out")
+    weights, meta = save_policy(second, tmp_path / "out.partial")
+    assert (weights.name, meta.name) == ("out.partial.safetensors", "out.partial.json")
+    assert load_policy(tmp_path / "out").config.hidden_sizes == [4]
+    assert load_policy(tmp_path / "out.partial").config.hidden_sizes == [6]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.json", "out.partial.json", "out.partial.safetensors", "out.safetensors"]
+
+
+def test_a_residual_state_is_strict_json_before_the_first_step_and_resumes_exactly():
+    policy = load_policy(pretrained_path("deep"))
+
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        return model, opt, RLScheduler(opt, policy, total_steps=40)
+
+    x = torch.randn(32, 3, generator=torch.Generator().manual_seed(1))
+    y = x.sum(dim=1, keepdim=True)
+
+    def run(model, opt, sched, steps):
+        for step in steps:
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step(loss)
+            if step % 5 == 4:
+                sched.decide(loss.item() * 1.1)
+        return opt.param_groups[0]["lr"]
+
+    model_a, opt_a, a = make()
+    state = json.loads(json.dumps(a.state_dict(), allow_nan=False))  # no NaN before a loss
+    model_b, opt_b, b = make()
+    b.load_state_dict(state)
+    assert math.isnan(b.residual.loss)
+    assert run(model_a, opt_a, a, range(40)) == run(model_b, opt_b, b, range(40))

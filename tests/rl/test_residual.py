@@ -395,3 +395,59 @@ def test_policy_file_keeps_its_base_and_old_files_correct_greedy_step(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="base must be one of"):
         load_policy(tmp_path / "p")
+
+
+_INTERRUPTED_TRAINING = '''
+import sys
+
+from learnlr.rl.residual_env import ResidualEpisode
+from learnlr.rl.residual_training import ResidualTrainConfig, train_residual
+
+
+def main():
+    episodes = [ResidualEpisode("digits-cnn", "sgd", seed, 0.05, 1.0, 20, 5, 1.0)
+                for seed in (1000, 1001)]
+    config = ResidualTrainConfig(workloads=["digits-cnn"], timesteps=10_000_000, n_envs=2,
+                                 n_steps=4, batch_size=8, n_epochs=1)
+    try:
+        train_residual(config, episodes, partial=sys.argv[1])
+    except KeyboardInterrupt as exc:
+        print(type(exc).__name__, exc.timesteps, exc.path, file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # the env workers are spawned processes that import this file
+    main()
+'''
+
+
+def test_ctrl_c_in_parallel_residual_training_saves_the_actor_and_stops_the_workers(tmp_path):
+    # Real processes and a real SIGINT to the group: the env workers get it too and exit, and
+    # closing them must neither hang nor replace the interrupt with a broken-pipe error.
+    import os
+    import signal
+    import time
+
+    script = tmp_path / "train.py"
+    script.write_text(_INTERRUPTED_TRAINING)
+    partial = tmp_path / "p.partial"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(partial)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 180
+        while not (tmp_path / "p.partial.json").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("TrainingInterrupted ") and "Traceback" not in err, err
+    timesteps = int(last.split()[1])
+    policy = load_policy(partial)
+    assert policy.config.kind == "greedy_residual" and timesteps >= 8

@@ -50,12 +50,28 @@ def test_ppo_pipeline_trains_saves_and_drives_a_scheduler(tmp_path):
     assert math.isfinite(opt.param_groups[0]["lr"]) and opt.param_groups[0]["lr"] > 0
 
 
-def test_ppo_training_is_reproducible_with_a_seed():
+def test_ppo_training_is_reproducible_with_a_seed_and_saving_partials_changes_nothing(tmp_path):
     config = TrainConfig(**TINY, seed=2)
-    a, b = train_policy(config), train_policy(config)
+    a, b = train_policy(config), train_policy(config, partial=tmp_path / "p.partial")
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb
         torch.testing.assert_close(va, vb)
+    # Two rollouts of 2 x 64 steps: the actor after the first update was saved on the way.
+    partial = load_policy(tmp_path / "p.partial")
+    assert partial.config.training["partial"] is True
+    assert partial.config.training["timesteps_done"] == 128
+    assert partial.config.training["config"] == b.config.training["config"]
+
+
+def test_a_warm_start_of_another_kind_or_size_is_refused_naming_the_cause():
+    # Checked before PPO is built (which used to fail later, on the layer shapes).
+    from learnlr.rl import PolicyNetwork, pretrained_path
+
+    config = TrainConfig(**TINY)
+    with pytest.raises(ValueError, match="'direct' policy.*greedy_residual"):
+        train_policy(config, warm_start=load_policy(pretrained_path("deep")))
+    with pytest.raises(ValueError, match=r"hidden_sizes \[8\] do not match.*\[32, 32\]"):
+        train_policy(config, warm_start=PolicyNetwork(PolicyConfig(hidden_sizes=[8])))
 
 
 def test_clone_dataset_recovers_the_actions_of_a_known_schedule():
@@ -141,7 +157,7 @@ def test_training_config_rejects_an_unknown_reward():
 @pytest.mark.parametrize("trainer", ["direct", "nmf_residual", "greedy_residual"])
 @pytest.mark.parametrize(("field", "value"), [
     ("n_steps", 0), ("batch_size", True), ("timesteps", 2.5), ("gamma", 0.0),
-    ("learning_rate", -1e-3),
+    ("learning_rate", -1e-3), ("seed", -1), ("seed", 2**32), ("seed", True), ("seed", 1.5),
 ])
 def test_every_trainer_validates_ppo_settings_the_same_way(trainer, field, value):
     # One definition (PPOSettings) behind the three trainers' configs.

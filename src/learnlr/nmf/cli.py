@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from learnlr.cli_args import output_file, positive_float, positive_int
+from learnlr.cli_args import output_file, positive_float, positive_int, seed_int
 from learnlr.nmf.schedules import NMF_SCHEDULES, nmf_schedule
 
 __all__ = ["register"]
@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="mini-batch fraction of rows/columns")
     solve.add_argument("--clip", type=positive_float, default=None,
                        help="project entries onto [0, CLIP] (default: [0, inf))")
-    solve.add_argument("--seed", type=int, default=0, help="seed of init and noise")
+    solve.add_argument("--seed", type=seed_int, default=0,
+                       help="seed of init and noise, in [0, 2**32) (default %(default)s)")
     solve.add_argument("--plot", type=output_file, default=None, help="write a loss/LR plot (PNG)")
     solve.add_argument("--json", type=output_file, default=None, help="write the history as JSON")
     solve.add_argument("--no-progress", action="store_true", help="no progress bar")

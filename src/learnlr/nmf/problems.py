@@ -21,6 +21,7 @@ import numpy as np
 __all__ = [
     "NMFProblem",
     "REAL_PROBLEMS",
+    "check_seed",
     "initialize_factors",
     "make_problem",
     "planted_problem",
@@ -47,6 +48,14 @@ class NMFProblem:
         return self.X.shape  # type: ignore[return-value]
 
 
+def check_seed(name: str, value: object) -> None:
+    """A ValueError naming ``name`` unless ``value`` is an integer in ``[0, 2**32)`` (bools are
+    not): the seeds numpy's generators and ``numpy.random.seed`` all accept."""
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+            or not 0 <= value < 2**32):
+        raise ValueError(f"{name} must be an integer in [0, 2**32), got {value!r}")
+
+
 def _check_positive_int(name: str, value: int, low: int = 1) -> None:
     if not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -65,6 +74,7 @@ def planted_problem(
     _check_positive_int("m", m)
     _check_positive_int("n", n)
     _check_positive_int("rank", rank)
+    check_seed("seed", seed)
     if rank > min(m, n):
         raise ValueError(f"rank must be in [1, min(m, n)] = [1, {min(m, n)}], got {rank}")
     if not (0.0 <= noise <= 10.0):

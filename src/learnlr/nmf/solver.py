@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from learnlr.control.divergence import has_diverged
-from learnlr.nmf.problems import NMFProblem, initialize_factors
+from learnlr.nmf.problems import NMFProblem, check_seed, initialize_factors
 from learnlr.nmf.stability import spectral_norm_squared, stability_bound
 
 __all__ = ["GradientOracle", "NMFRun", "StepRecord", "StochasticNMF", "solve"]
@@ -220,6 +220,7 @@ def solve(
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    check_seed("seed", seed)
     if lr is not None and not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be a finite value > 0, got {lr}")
     if not (lr_fraction > 0 and math.isfinite(lr_fraction)):

@@ -8,12 +8,27 @@ one class.
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 
-from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
+from learnlr.rl.features import OBS_LIMIT, ObservationBuilder, check_feature_window
 
-__all__ = ["LRControlBase"]
+__all__ = ["LRControlBase", "check_divergence_penalty"]
+
+
+def check_divergence_penalty(value: float, *, allow_zero: bool = True) -> float:
+    """``value`` if it is a finite penalty >= 0 (> 0 without ``allow_zero``), else a ValueError.
+
+    The one check of every environment's ``divergence_penalty``: a negative one would pay the
+    agent for diverging.
+    """
+    low_ok = value >= 0 if allow_zero else value > 0
+    if isinstance(value, bool) or not (low_ok and math.isfinite(value)):
+        raise ValueError(f"divergence_penalty must be finite and {'>=' if allow_zero else '>'} "
+                         f"0, got {value!r}")
+    return value
 
 
 class LRControlBase(gym.Env):
@@ -38,8 +53,8 @@ class LRControlBase(gym.Env):
         self.steps_per_action = steps_per_action
         self.max_log_change = max_log_change
         self.min_relative_lr = min_relative_lr
-        self.feature_window = feature_window
-        self.divergence_penalty = divergence_penalty
+        self.feature_window = check_feature_window(feature_window)
+        self.divergence_penalty = check_divergence_penalty(divergence_penalty)
         self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT, (ObservationBuilder.dim,),
                                                 dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)

@@ -1,17 +1,28 @@
-"""``learnlr rl train``, ``learnlr rl train-residual`` and ``learnlr rl eval``."""
+"""``learnlr rl train``, ``learnlr rl train-residual`` and ``learnlr rl eval``.
+
+Exit codes: 0 success, 2 bad usage (one line on stderr), 130 interrupted (Ctrl-C; a training
+command first saves the actor to ``OUT.partial``, see :mod:`learnlr.rl.partial`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from learnlr.cli_args import output_file, output_folder, positive_int
+from learnlr.cli_args import output_file, output_folder, positive_int, seed_int
 
 __all__ = ["register"]
+
+INTERRUPTED = 130  # as `learnlr bench`: 128 + SIGINT, what a shell reports for a Ctrl-C'd command
+PARTIAL_HELP = ("; while PPO runs, OUT.partial.safetensors and OUT.partial.json hold the actor "
+                "after every PPO update (kept on Ctrl-C, removed at the end)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = TrainConfig()
     train.add_argument("--timesteps", type=positive_int, default=defaults.timesteps,
                        help="PPO environment steps (default %(default)s)")
-    train.add_argument("--seed", type=int, default=defaults.seed, help="seed (default 0)")
+    train.add_argument("--seed", type=seed_int, default=defaults.seed,
+                       help="seed, in [0, 2**32) (default %(default)s)")
     train.add_argument("--n-envs", type=positive_int, default=defaults.n_envs,
                        help="parallel environments (default %(default)s)")
     train.add_argument("--n-steps", type=positive_int, default=defaults.n_steps,
@@ -65,9 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--log-std-init", type=float, default=defaults.log_std_init,
                        help="initial log std of the Gaussian action (default %(default)s)")
     train.add_argument("--out", type=output_file, required=True,
-                       help="path stem: writes OUT.safetensors and OUT.json")
+                       help="path stem: writes OUT.safetensors and OUT.json" + PARTIAL_HELP)
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.set_defaults(func=_train)
+    train.set_defaults(func=_interruptible("rl train")(_train))
 
     _register_residual(rl_sub)
 
@@ -82,7 +94,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="folder for PNG plots (first instance + ratio histogram)")
     ev.add_argument("--json", type=output_file, default=None,
                     help="also write the summary as JSON here (the table shows its main rows)")
-    ev.set_defaults(func=_eval)
+    ev.set_defaults(func=_interruptible("rl eval")(_eval))
+
+
+def _interruptible(name: str) -> Callable[[Callable[[argparse.Namespace], int]],
+                                          Callable[[argparse.Namespace], int]]:
+    """Ctrl-C ends ``learnlr <name>`` with one line and exit code 130, never a traceback; when
+    PPO was running, the line says where the actor was saved."""
+
+    def wrap(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(command)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return command(args)
+            except KeyboardInterrupt as exc:
+                print(f"\nlearnlr {name}: {_interrupted(exc)}", file=sys.stderr)
+                return INTERRUPTED
+
+        return run
+
+    return wrap
+
+
+def _interrupted(exc: KeyboardInterrupt) -> str:
+    """What was kept: a Ctrl-C during PPO is a TrainingInterrupted (which can only come from
+    learnlr.rl.partial once it is imported: no import here, SB3 is slow to load)."""
+    partial = sys.modules.get("learnlr.rl.partial")
+    if partial is None or not isinstance(exc, partial.TrainingInterrupted):
+        return "interrupted"
+    if exc.path is None:
+        return f"interrupted at {exc.timesteps} timesteps"
+    from learnlr.rl.policy import policy_files
+
+    weights, meta = policy_files(exc.path)
+    return (f"interrupted at {exc.timesteps} timesteps; partial policy saved to {weights} and "
+            f"{meta}")
+
+
+def _finish(network: Any, out: Path) -> None:
+    """Write the trained policy to ``out``, then drop the partial one it supersedes."""
+    from learnlr.rl.partial import partial_path
+    from learnlr.rl.policy import policy_files, save_policy
+
+    weights, meta = save_policy(network, out)
+    for path in policy_files(partial_path(out)):
+        path.unlink(missing_ok=True)
+    print(f"wrote {weights} and {meta}")
 
 
 def _log_change(factor: float) -> float:
@@ -92,8 +149,8 @@ def _log_change(factor: float) -> float:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from learnlr.rl.policy import save_policy
-    from learnlr.rl.training import TrainConfig, train_policy
+    from learnlr.rl.partial import partial_path
+    from learnlr.rl.training import TrainConfig, check_warm_start, train_policy
 
     try:
         workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -123,6 +180,10 @@ def _train(args: argparse.Namespace) -> int:
 
             init = load_policy(pretrained_path(args.init) if args.init in PRETRAINED
                                else Path(args.init))
+            try:  # here, not after PPO is built: a residual policy sees other observations
+                check_warm_start(init, config)
+            except ValueError as exc:
+                raise ValueError(f"--init {args.init}: {exc}") from None
     except (ValueError, OSError) as exc:
         print(f"learnlr rl train: {exc}", file=sys.stderr)
         return 2
@@ -157,9 +218,8 @@ def _train(args: argparse.Namespace) -> int:
                                                       progress=not args.no_progress)
         warm = behaviour_clone(trajectories, config.policy_config(), seed=args.seed)
     network = train_policy(config, progress=not args.no_progress, warm_start=warm,
-                           command=command)
-    weights, meta = save_policy(network, args.out)
-    print(f"wrote {weights} and {meta}")
+                           command=command, partial=partial_path(args.out))
+    _finish(network, args.out)
     return 0
 
 
@@ -209,6 +269,10 @@ def _eval(args: argparse.Namespace) -> int:
     try:
         path = pretrained_path(args.policy) if args.policy in PRETRAINED else Path(args.policy)
         policy = load_policy(path)
+        if policy.config.kind != "direct":  # a residual policy needs its base schedule
+            raise ValueError(f"--policy {args.policy}: rl eval runs policies that set the NMF LR "
+                             f"themselves (kind 'direct', e.g. 'nmf'), got kind "
+                             f"{policy.config.kind!r}")
     except ValueError as exc:
         print(f"learnlr rl eval: {exc}", file=sys.stderr)
         return 2
@@ -279,14 +343,15 @@ def _register_residual(rl_sub: argparse._SubParsersAction) -> None:
                      metavar="SCALES", help="LR tracks to train on (default %(default)s)")
     res.add_argument("--seeds", type=positive_int, default=d.seeds,
                      help="training seeds per cell, from --first-seed (default %(default)s)")
-    res.add_argument("--first-seed", type=int, default=d.first_seed,
+    res.add_argument("--first-seed", type=seed_int, default=d.first_seed,
                      help="first training seed; keep clear of the bench's 0.. (default "
                           "%(default)s)")
     res.add_argument("--timesteps", type=positive_int, default=d.timesteps,
                      help="PPO decisions (default %(default)s)")
     res.add_argument("--workers", type=positive_int, default=d.n_envs,
                      help="parallel environments and base-run workers (default %(default)s)")
-    res.add_argument("--seed", type=int, default=d.seed, help="PPO seed (default 0)")
+    res.add_argument("--seed", type=seed_int, default=d.seed,
+                     help="PPO seed, in [0, 2**32) (default %(default)s)")
     res.add_argument("--suite", default=d.suite, choices=("tiny", "quick", "full"),
                      help="budgets and base-LR protocol of this bench suite (default "
                           "%(default)s)")
@@ -303,14 +368,14 @@ def _register_residual(rl_sub: argparse._SubParsersAction) -> None:
                           "workloads, the correction that turns the base into the best "
                           "schedule of each cell; then PPO")
     res.add_argument("--out", type=output_file, required=True,
-                     help="path stem: writes OUT.safetensors and OUT.json")
+                     help="path stem: writes OUT.safetensors and OUT.json" + PARTIAL_HELP)
     res.add_argument("--no-progress", action="store_true", help="no progress bar")
-    res.set_defaults(func=_train_residual)
+    res.set_defaults(func=_interruptible("rl train-residual")(_train_residual))
 
 
 def _train_residual(args: argparse.Namespace) -> int:
     from learnlr.errors import UserError
-    from learnlr.rl.policy import save_policy
+    from learnlr.rl.partial import partial_path
     from learnlr.rl.residual_training import ResidualTrainConfig, base_episodes, train_residual
 
     try:
@@ -362,7 +427,6 @@ def _train_residual(args: argparse.Namespace) -> int:
                          + (["--bc"] if args.bc else [])
                          + (["--both-ways"] if args.both_ways else []))
     network = train_residual(config, episodes, progress=not args.no_progress, command=command,
-                             warm_start=warm)
-    weights, meta = save_policy(network, args.out)
-    print(f"wrote {weights} and {meta}")
+                             warm_start=warm, partial=partial_path(args.out))
+    _finish(network, args.out)
     return 0

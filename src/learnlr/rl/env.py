@@ -103,7 +103,8 @@ class LRControlEnv(LRControlBase):
     Args:
         workload: ``"nmf"`` (the only workload of this class; see :func:`make_env`).
         seed: seeds the instance stream (``reset(seed=...)`` overrides it).
-        budget_steps: SGD steps per episode.
+        budget_steps: SGD steps per episode (the last decision gets fewer than
+            ``steps_per_action`` when it is not a multiple of them).
         steps_per_action: SGD steps between two decisions.
         max_log_change: the largest LR change per decision is ``exp(max_log_change)``.
         min_relative_lr: LR floor as a fraction of the bound (keeps the log feature finite).
@@ -147,10 +148,10 @@ class LRControlEnv(LRControlBase):
         if workload not in WORKLOADS:
             raise ValueError(f"workload must be one of {list(WORKLOADS)}, got {workload!r}; "
                              "for benchmark workloads use learnlr.rl.make_env(workload, ...)")
-        if budget_steps < steps_per_action:
-            raise ValueError(
-                f"budget_steps must be >= steps_per_action ({steps_per_action}), got {budget_steps}"
-            )
+        if (isinstance(budget_steps, bool) or not isinstance(budget_steps, int)
+                or budget_steps < steps_per_action):
+            raise ValueError(f"budget_steps must be an integer >= steps_per_action "
+                             f"({steps_per_action}), got {budget_steps!r}")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {list(REWARDS)}, got {reward!r}")
         lo, hi = initial_lr_range
@@ -204,7 +205,9 @@ class LRControlEnv(LRControlBase):
         area = 0.0
         grad_norm = 0.0
         diverged = False
-        for _ in range(self.steps_per_action):
+        # The last window is cut short when budget_steps is not a multiple of steps_per_action
+        # (as WorkloadLRControlEnv's): an episode never runs past its budget.
+        for _ in range(min(self.steps_per_action, self.budget_steps - self.steps_done)):
             self.optimizer.param_groups[0]["lr"] = self.lr
             record = self.nmf.step(self.optimizer)
             self.history.append(record.loss)

@@ -42,8 +42,9 @@ seeded from small integers, so the two instance streams are disjoint in practice
 def handmade_schedules(budget: int) -> list[NMFSchedule]:
     """Constant, step decay (a grid of 8), cosine and GreedyLR (the NMF schedule registry)."""
     specs = [nmf_schedule("constant", budget)]
+    # max(1, ...) as NMF_SCHEDULES["step"]: StepLR refuses step_size 0 (budgets under 4).
     specs += [step_decay(lr0, gamma, every) for lr0 in (0.5, 1.0) for gamma in (0.1, 0.3)
-              for every in (budget // 4, budget // 2)]
+              for every in (max(1, budget // 4), max(1, budget // 2))]
     return specs + [nmf_schedule("cosine", budget), nmf_schedule("greedy", budget)]
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["FEATURE_NAMES", "FEATURE_SETS", "GREEDY_RESIDUAL_FEATURE_NAMES",
-           "NMF_RESIDUAL_FEATURE_NAMES", "OBS_LIMIT", "ObservationBuilder"]
+           "NMF_RESIDUAL_FEATURE_NAMES", "OBS_LIMIT", "ObservationBuilder",
+           "check_feature_window"]
 
 FEATURE_NAMES = (
     "log_loss_ratio",  # log(loss / initial loss) / 10
@@ -50,6 +51,15 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
 correct a base schedule and see more."""
 OBS_LIMIT = 5.0
 """Every feature is clipped to ``[-OBS_LIMIT, OBS_LIMIT]`` (the observation space's box)."""
+
+
+def check_feature_window(value: Any) -> int:
+    """``value`` if it is an integer >= 2 (bools are not), else a ValueError naming
+    ``feature_window``: the variance feature needs two losses. Checked where the setting is
+    given (environments, policy configs), not at the first ``reset()``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ValueError(f"feature_window must be an integer >= 2, got {value!r}")
+    return value
 
 
 def _safe_log(x: float) -> float:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -53,8 +52,13 @@ from learnlr.nmf.solver import StochasticNMF, _step_takes_metric
 from learnlr.rl.base_env import LRControlBase
 from learnlr.rl.env import NMFInstance, NMFInstanceDistribution
 from learnlr.rl.evaluation import handmade_schedules, run_schedule
-from learnlr.rl.features import FEATURE_SETS, OBS_LIMIT, ObservationBuilder
-from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
+from learnlr.rl.features import (
+    FEATURE_SETS,
+    OBS_LIMIT,
+    ObservationBuilder,
+    check_feature_window,
+)
+from learnlr.rl.policy import PolicyConfig, PolicyNetwork
 from learnlr.rl.scheduler import grad_norm_of
 from learnlr.rl.training import PPOSettings, check_positive_int
 
@@ -210,6 +214,7 @@ class ResidualScheduler:
         if steps_per_action < 1 or total_steps < 1:
             raise ValueError("steps_per_action and total_steps must be >= 1, got "
                              f"{steps_per_action} and {total_steps}")
+        check_feature_window(feature_window)
         self.optimizer, self.base, self.nmf = optimizer, base, nmf
         self.total_steps, self.steps_per_action = total_steps, steps_per_action
         self.max_correction, self.controller = max_correction, controller
@@ -517,19 +522,26 @@ def make_residual_ppo(config: NMFResidualTrainConfig,
 
 def train_residual_policy(config: NMFResidualTrainConfig,
                           pool: Sequence[tuple[NMFInstance, InstanceMeasure]], base: str, *,
-                          training: dict[str, Any] | None = None) -> PolicyNetwork:
-    """Train with PPO and export the actor (``kind="nmf_residual"``; provenance in ``training``)."""
+                          training: dict[str, Any] | None = None,
+                          partial: str | Path | None = None) -> PolicyNetwork:
+    """Train with PPO and export the actor (``kind="nmf_residual"``; provenance in ``training``).
+
+    With ``partial`` (a path stem) the actor is saved there after every PPO update and on
+    Ctrl-C (:class:`learnlr.rl.partial.TrainingInterrupted`)."""
+    from learnlr.rl.partial import learn
+
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     model = make_residual_ppo(config, pool, base)
-    started = time.perf_counter()
-    model.learn(total_timesteps=config.timesteps)
     record = {"algorithm": "PPO (stable-baselines3)", "config": asdict(config), "base": base,
-              "max_correction": config.max_correction,
-              "seconds": round(time.perf_counter() - started, 1), **(training or {})}
-    policy_config = PolicyConfig(hidden_sizes=list(config.hidden_sizes), activation="tanh",
-                                 steps_per_action=config.steps_per_action,
-                                 max_log_change=math.log(config.max_correction),
-                                 feature_names=list(FEATURE_SETS[KIND]), kind=KIND,
-                                 workload="nmf", training=record)
-    return export_sb3_policy(model, policy_config)
+              "max_correction": config.max_correction, **(training or {})}
+
+    def config_for(extra: dict[str, Any]) -> PolicyConfig:
+        return PolicyConfig(hidden_sizes=list(config.hidden_sizes), activation="tanh",
+                            steps_per_action=config.steps_per_action,
+                            max_log_change=math.log(config.max_correction),
+                            feature_names=list(FEATURE_SETS[KIND]), kind=KIND,
+                            workload="nmf", training={**record, **extra})
+
+    return learn(model, config.timesteps, config_for,
+                 partial=None if partial is None else Path(partial))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from torch import nn
 
 from learnlr.rl.features import FEATURE_NAMES, FEATURE_SETS
 
-__all__ = ["PolicyConfig", "PolicyNetwork", "export_sb3_policy", "load_policy", "save_policy"]
+__all__ = ["PolicyConfig", "PolicyNetwork", "export_sb3_policy", "load_policy", "policy_files",
+           "save_policy"]
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 FORMAT_VERSION = 1
@@ -59,22 +62,65 @@ class PolicyConfig:
     """File format version."""
 
     def __post_init__(self) -> None:
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
-            )
-        if self.kind not in FEATURE_SETS:
-            raise ValueError(f"kind must be one of {sorted(FEATURE_SETS)}, got {self.kind!r}")
-        if not self.hidden_sizes or any(int(h) < 1 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes must be positive integers, got {self.hidden_sizes}")
-        if self.steps_per_action < 1:
-            raise ValueError(f"steps_per_action must be >= 1, got {self.steps_per_action}")
-        if not (0 < self.max_log_change <= 5):
-            raise ValueError(f"max_log_change must be in (0, 5], got {self.max_log_change}")
+        # Every field is checked, types included: a config comes from a JSON file a user may
+        # have edited, and a wrong value must fail here, not as a TypeError mid-run.
+        _check_int_list("hidden_sizes", self.hidden_sizes)
+        self.hidden_sizes = [int(h) for h in self.hidden_sizes]  # JSON-able (numpy ints)
+        _check_choice("activation", self.activation, _ACTIVATIONS)
+        _check_int("steps_per_action", self.steps_per_action, 1)
+        _check_real("max_log_change", self.max_log_change, 0.0, 5.0, "(0, 5]")
+        # (0, 1) as the training environments: the floor is a fraction of the reference LR
+        # (the bound, which is also the ceiling), so 1 would pin the LR to the bound.
+        _check_real("min_relative_lr", self.min_relative_lr, 0.0, 1.0, "(0, 1)", closed=False)
+        _check_int("feature_window", self.feature_window, 2)
+        if not (isinstance(self.feature_names, (list, tuple))
+                and all(isinstance(n, str) for n in self.feature_names)):
+            raise ValueError(f"feature_names must be a list of strings, got "
+                             f"{self.feature_names!r}")
+        self.feature_names = list(self.feature_names)
+        _check_choice("kind", self.kind, FEATURE_SETS)
+        _check_type("lower_only", self.lower_only, bool, "true or false")
+        _check_type("base", self.base, str, "a string")
+        _check_type("workload", self.workload, str, "a string")
+        _check_type("training", self.training, dict, "an object (dict)")
+        _check_int("format_version", self.format_version, 1)
         if self.kind == "greedy_residual":
             from learnlr.rl.residual import check_base
 
             check_base(self.base)
+
+
+def _check_type(name: str, value: Any, kind: type, want: str) -> None:
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if not (_is_int(value) and value >= low):
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_int_list(name: str, value: Any) -> None:
+    if not (isinstance(value, (list, tuple)) and value
+            and all(_is_int(v) and v >= 1 for v in value)):
+        raise ValueError(f"{name} must be a non-empty list of integers >= 1, got {value!r}")
+
+
+def _check_real(name: str, value: Any, low: float, high: float, interval: str, *,
+                closed: bool = True) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+        low < value <= high if closed else low < value < high)
+    if not ok:
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: Any) -> None:
+    if not (isinstance(value, str) and value in choices):
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
 
 
 class PolicyNetwork(nn.Module):
@@ -102,59 +148,58 @@ class PolicyNetwork(nn.Module):
         return float(self.forward(x).clamp(-1.0, 1.0))
 
 
-def save_policy(network: PolicyNetwork, path: str | Path) -> tuple[Path, Path]:
-    """Write ``<path>.safetensors`` and ``<path>.json``; returns both paths."""
-    from safetensors.torch import save_file
-
+def policy_files(path: str | Path) -> tuple[Path, Path]:
+    """``(<stem>.safetensors, <stem>.json)`` of a policy path stem; a path ending in one of the
+    two suffixes names the same pair. Suffixes are appended, never substituted, so a stem with a
+    dot (``run.v2``, ``out.partial``) keeps its whole name."""
     stem = Path(path)
     if stem.suffix in (".safetensors", ".json"):
         stem = stem.with_suffix("")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    weights, config = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def save_policy(network: PolicyNetwork, path: str | Path) -> tuple[Path, Path]:
+    """Write ``<path>.safetensors`` and ``<path>.json``; returns both paths.
+
+    Each file is written next to its place and then renamed over it, so an interrupted save
+    (Ctrl-C, a full disk) leaves the previous file whole, never a truncated one.
+    """
+    from safetensors.torch import save_file
+
+    weights, config = policy_files(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    save_file(tensors, str(weights))
-    config.write_text(json.dumps(asdict(network.config), indent=2, sort_keys=True) + "\n")
+    text = json.dumps(asdict(network.config), indent=2, sort_keys=True) + "\n"
+    _replace(weights, lambda tmp: save_file(tensors, str(tmp)))
+    _replace(config, lambda tmp: tmp.write_text(text))
     return weights, config
 
 
+def _replace(target: Path, write: Any) -> None:
+    """``write(tmp)`` to a temporary file in ``target``'s folder, then rename it over
+    ``target`` (atomic on one file system)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def load_policy(path: str | Path) -> PolicyNetwork:
-    """Rebuild a :class:`PolicyNetwork` from ``<path>.safetensors`` + ``<path>.json`` (no pickle)."""
+    """Rebuild a :class:`PolicyNetwork` from ``<path>.safetensors`` + ``<path>.json`` (no pickle).
+
+    Raises:
+        ValueError: a missing or damaged file; the message names the file (and the field).
+    """
     from safetensors.torch import load_file
 
-    stem = Path(path)
-    if stem.suffix in (".safetensors", ".json"):
-        stem = stem.with_suffix("")
-    weights, config_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    weights, config_path = policy_files(path)
     for p in (weights, config_path):
         if not p.is_file():
             raise ValueError(f"policy file {str(p)!r} does not exist")
-    try:
-        raw = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"policy file {str(config_path)!r} is not valid JSON: {e}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"policy file {str(config_path)!r} must hold a JSON object, "
-                         f"got {type(raw).__name__}")
-    if raw.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"policy format_version must be {FORMAT_VERSION}, got {raw.get('format_version')!r}"
-        )
-    kind = raw.get("kind", "direct")
-    if kind not in FEATURE_SETS:
-        raise ValueError(f"policy kind must be one of {sorted(FEATURE_SETS)}, got {kind!r}")
-    expected = list(FEATURE_SETS[kind])
-    if list(raw.get("feature_names", [])) != expected:
-        raise ValueError(
-            f"policy feature_names {raw.get('feature_names')} do not match this version's "
-            f"{expected} for kind {kind!r}"
-        )
-    unknown = sorted(set(raw) - {f.name for f in fields(PolicyConfig)})
-    if unknown:
-        raise ValueError(f"policy file {str(config_path)!r} has unknown keys {unknown}")
-    try:
-        network = PolicyNetwork(PolicyConfig(**raw))
-    except TypeError as e:  # a field of the wrong type (e.g. hidden_sizes not a list of ints)
-        raise ValueError(f"policy file {str(config_path)!r} has an invalid field: {e}") from None
+    config = _read_config(config_path)
+    network = PolicyNetwork(config)
     try:
         tensors = load_file(str(weights))
     except Exception as e:  # safetensors raises its own SafetensorError for a corrupt file
@@ -165,10 +210,36 @@ def load_policy(path: str | Path) -> PolicyNetwork:
     except RuntimeError as e:  # missing / unexpected keys, size mismatch
         first = str(e).strip().splitlines()
         raise ValueError(f"policy weights {str(weights)!r} do not match the layers of "
-                         f"{str(config_path)!r} (hidden_sizes {raw.get('hidden_sizes')}): "
+                         f"{str(config_path)!r} (hidden_sizes {config.hidden_sizes}): "
                          f"{' '.join(line.strip() for line in first[:3])}") from None
     network.eval()
     return network
+
+
+def _read_config(config_path: Path) -> PolicyConfig:
+    """The validated :class:`PolicyConfig` of a policy's JSON file (ValueError naming it)."""
+    name = repr(str(config_path))
+    try:
+        raw = json.loads(config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"policy file {name} is not valid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"policy file {name} must hold a JSON object, got {type(raw).__name__}")
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"policy file {name}: format_version must be {FORMAT_VERSION}, got "
+                         f"{raw.get('format_version')!r}")
+    unknown = sorted(set(raw) - {f.name for f in fields(PolicyConfig)})
+    if unknown:
+        raise ValueError(f"policy file {name} has unknown keys {unknown}")
+    try:
+        config = PolicyConfig(**raw)
+    except ValueError as e:  # the message starts with the field's name
+        raise ValueError(f"policy file {name} has an invalid field: {e}") from None
+    expected = list(FEATURE_SETS[config.kind])
+    if config.feature_names != expected:
+        raise ValueError(f"policy file {name}: feature_names {config.feature_names} do not "
+                         f"match this version's {expected} for kind {config.kind!r}")
+    return config
 
 
 def export_sb3_policy(model: Any, config: PolicyConfig) -> PolicyNetwork:

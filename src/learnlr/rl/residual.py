@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
-from learnlr.rl.features import OBS_LIMIT, ObservationBuilder
+from learnlr.rl.features import OBS_LIMIT, ObservationBuilder, check_feature_window
 
 __all__ = ["RESIDUAL_BASES", "GreedyResidual", "build_base", "check_base",
            "residual_observation"]
@@ -105,6 +105,7 @@ class GreedyResidual:
                  base: str = "greedy_step") -> None:
         if not (0 < max_log_change <= 5):
             raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
+        check_feature_window(feature_window)  # before the base touches the optimizer
         # Built first, right after the optimizer: exactly the bench's schedule `base` (which
         # build_base validates).
         self.greedy = build_base(base, optimizer, total_steps)
@@ -197,7 +198,9 @@ class GreedyResidual:
         return {
             "version": _STATE_VERSION, "greedy": self.greedy.state_dict(),
             "features": self.features.state_dict(), "multiplier": self.multiplier,
-            "action": self.action, "calls": self.calls, "loss": self.loss,
+            "action": self.action, "calls": self.calls,
+            # None for NaN (no loss yet) or a non-finite loss: strict JSON has no NaN.
+            "loss": self.loss if math.isfinite(self.loss) else None,
             "scaled": self._scaled, "val": [self.val_first, self.val_best, self.val_last],
         }
 
@@ -211,7 +214,9 @@ class GreedyResidual:
         self.multiplier = float(state["multiplier"])
         self.action = float(state["action"])
         self.calls = int(state["calls"])
-        self.loss = float(state["loss"])
+        # None stood for NaN or +-inf: the observation takes the same value for all three (the
+        # features log a non-finite loss as -30), so reading NaN back resumes exactly.
+        self.loss = math.nan if state["loss"] is None else float(state["loss"])
         self.val_first, self.val_best, self.val_last = state["val"]
         self._scaled = bool(state["scaled"])
         self._rescale()

@@ -41,7 +41,8 @@ from learnlr.bench.runner import StepOutcome, TrainingRun
 from learnlr.bench.schedules import TrainingHooks, make_optimizer
 from learnlr.bench.workloads import shared_workload
 from learnlr.control.divergence import has_diverged
-from learnlr.rl.features import GREEDY_RESIDUAL_FEATURE_NAMES, OBS_LIMIT
+from learnlr.rl.base_env import check_divergence_penalty
+from learnlr.rl.features import GREEDY_RESIDUAL_FEATURE_NAMES, OBS_LIMIT, check_feature_window
 from learnlr.rl.residual import GreedyResidual, check_base
 
 __all__ = ["ResidualEpisode", "ResidualWorkloadEnv", "paired_reward"]
@@ -133,13 +134,12 @@ class ResidualWorkloadEnv(gym.Env):
             raise ValueError("episodes must list at least one cell")
         if not (0 < max_log_change <= 5):
             raise ValueError(f"max_log_change must be in (0, 5], got {max_log_change}")
-        if not (divergence_penalty > 0 and math.isfinite(divergence_penalty)):
-            raise ValueError(f"divergence_penalty must be finite and > 0, got {divergence_penalty}")
         self.max_log_change = max_log_change
         self.lower_only = lower_only
         self.base = check_base(base)
-        self.feature_window = feature_window
-        self.divergence_penalty = divergence_penalty
+        self.feature_window = check_feature_window(feature_window)
+        # > 0: the penalty also clips the paired reward, which 0 would flatten.
+        self.divergence_penalty = check_divergence_penalty(divergence_penalty, allow_zero=False)
         self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT,
                                                 (len(GREEDY_RESIDUAL_FEATURE_NAMES),),
                                                 dtype=np.float32)

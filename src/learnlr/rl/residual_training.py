@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
+from learnlr.nmf.problems import check_seed
+from learnlr.rl.policy import PolicyConfig, PolicyNetwork
 from learnlr.rl.residual import check_base
 from learnlr.rl.residual_env import BASE_SCHEDULE, ResidualEpisode
 from learnlr.rl.training import PPOSettings, check_positive_int
@@ -69,6 +69,7 @@ class ResidualTrainConfig(PPOSettings):
         super().__post_init__()
         check_base(self.base)
         check_positive_int("seeds", self.seeds)
+        check_seed("first_seed", self.first_seed)
         if not self.workloads:
             raise ValueError("workloads must name at least one benchmark workload")
         if any(not (s > 0 and math.isfinite(s)) for s in self.lr_scales) or not self.lr_scales:
@@ -214,12 +215,15 @@ def _make_env(episodes: list[dict[str, Any]], max_log_change: float,
 
 def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode], *,
                    progress: bool = False, command: str = "",
-                   warm_start: PolicyNetwork | None = None) -> PolicyNetwork:
+                   warm_start: PolicyNetwork | None = None,
+                   partial: str | Path | None = None) -> PolicyNetwork:
     """PPO on ``episodes`` (parallel processes when ``n_envs > 1``), optionally from a cloned
-    actor; returns the actor."""
+    actor; returns the actor. With ``partial`` (a path stem) the actor is saved there after
+    every PPO update and on Ctrl-C (:class:`learnlr.rl.partial.TrainingInterrupted`)."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+    from learnlr.rl.partial import learn
     from learnlr.rl.training import load_actor_into_sb3, ppo_model
 
     torch.manual_seed(config.seed)
@@ -234,17 +238,35 @@ def train_residual(config: ResidualTrainConfig, episodes: list[ResidualEpisode],
     model = ppo_model(vec_env, config, gae_lambda=1.0)
     if warm_start is not None:
         load_actor_into_sb3(model, warm_start)
-    started = time.perf_counter()
-    try:
-        model.learn(total_timesteps=config.timesteps, progress_bar=progress)
-    finally:
-        vec_env.close()
     training = {
         "algorithm": f"PPO (stable-baselines3), residual over {config.base}",
         "config": asdict(config),
         "episodes": len(episodes),
         "warm_start": warm_start is not None,
-        "seconds": round(time.perf_counter() - started, 1),
         "command": command,
     }
-    return export_sb3_policy(model, config.policy_config(training))
+    try:
+        network = learn(model, config.timesteps,
+                        lambda extra: config.policy_config({**training, **extra}),
+                        partial=None if partial is None else Path(partial), progress=progress)
+    except BaseException:
+        _stop(vec_env)
+        raise
+    vec_env.close()
+    return network
+
+
+def _stop(vec_env: Any) -> None:
+    """Close ``vec_env`` after an error or Ctrl-C without waiting on its workers: a Ctrl-C
+    reaches them too (they are gone, and ``close()`` would fail on their pipes, hiding the
+    cause), or one may be midway through a long training window."""
+    processes = getattr(vec_env, "processes", None)
+    if processes is None:  # DummyVecEnv: nothing runs elsewhere
+        vec_env.close()
+        return
+    for process in processes:
+        process.terminate()
+        process.join()
+    for remote in vec_env.remotes:
+        remote.close()
+    vec_env.closed = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -85,6 +86,7 @@ class RLScheduler(LRScheduler):
         optimizer: the wrapped optimizer.
         policy: a :class:`PolicyNetwork` or the path stem of a saved one.
         total_steps: the run's length in ``step`` calls (the policy sees the fraction used).
+            Past it the LR holds: neither kind of policy acts any more.
         lr_bound: optional callable returning the current largest stable LR.
         max_lr_factor: without ``lr_bound``, the LR cap as a multiple of the initial LR.
 
@@ -109,8 +111,10 @@ class RLScheduler(LRScheduler):
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not a torch.optim.Optimizer")
-        if not isinstance(total_steps, int) or total_steps < 1:
+        if (isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral)
+                or total_steps < 1):
             raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
+        total_steps = int(total_steps)
         if not (max_lr_factor >= 1 and math.isfinite(max_lr_factor)):
             raise ValueError(f"max_lr_factor must be a finite value >= 1, got {max_lr_factor}")
         self.policy = policy if isinstance(policy, PolicyNetwork) else load_policy(policy)
@@ -167,6 +171,12 @@ class RLScheduler(LRScheduler):
             self._last_lr = self.get_lr()
             return
         config = self.policy.config
+        if self.calls >= self.total_steps:
+            # Past the budget the LR holds (as GreedyLR's): the policy was trained on budget
+            # fractions up to 1 and its feature saturates there, so it would act blindly.
+            self.calls += 1
+            self._last_lr = self.get_lr()
+            return
         if self.calls == 0:
             self.features.reset(loss, grad_norm_of(self.optimizer))
         else:

@@ -33,9 +33,11 @@ __all__ = ["learned_schedule", "policy_digest", "policy_fingerprint", "policy_ho
 
 def policy_digest(stem: Path) -> str:
     """Digest of a saved policy's two files (``stem.safetensors`` and ``stem.json``)."""
+    from learnlr.rl.policy import policy_files
+
     h = hashlib.sha256()
-    for suffix in (".safetensors", ".json"):
-        h.update(stem.with_suffix(suffix).read_bytes())
+    for path in policy_files(stem):  # the files load_policy(stem) reads
+        h.update(path.read_bytes())
     return f"policy-sha256:{h.hexdigest()[:16]}"
 
 
@@ -126,10 +128,22 @@ def _shipped_nmf_policy(budget: int) -> NMFSchedule:
 register_nmf_schedule("rl", _shipped_nmf_policy)
 
 
-def _shipped_nmf_residual(budget: int) -> NMFSchedule:
-    # Imported here: learnlr.rl.nmf_residual loads gymnasium, which this module must not.
-    from learnlr.rl.nmf_residual import pretrained_residual_schedule
+_RL_EXTRA_MODULES = ("gymnasium", "stable_baselines3", "safetensors")
+"""The top-level modules of the ``learnlr[rl]`` extra (pyproject.toml)."""
 
+
+def _shipped_nmf_residual(budget: int) -> NMFSchedule:
+    # Imported here: learnlr.rl.nmf_residual loads gymnasium, which this module must not (the
+    # nmf command needs only the bench extra, so a missing rl extra is a user's fix, not a bug).
+    try:
+        from learnlr.rl.nmf_residual import pretrained_residual_schedule
+    except ImportError as exc:
+        if exc.name not in _RL_EXTRA_MODULES:
+            raise
+        from learnlr.errors import MissingExtra
+
+        raise MissingExtra(f"schedule 'rl_residual' needs the rl extra (module {exc.name!r} is "
+                           f"missing): pip install \"learnlr[rl]\"") from None
     return pretrained_residual_schedule(budget)
 
 

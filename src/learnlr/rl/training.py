@@ -8,19 +8,20 @@ The trained actor is exported to a :class:`PolicyNetwork` (safetensors + JSON); 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from learnlr.nmf.problems import check_seed
 from learnlr.rl.env import REWARDS, make_env
-from learnlr.rl.policy import PolicyConfig, PolicyNetwork, export_sb3_policy
+from learnlr.rl.policy import PolicyConfig, PolicyNetwork
 
-__all__ = ["PPOSettings", "TrainConfig", "load_actor_into_sb3", "make_ppo", "ppo_model",
-           "train_policy"]
+__all__ = ["PPOSettings", "TrainConfig", "check_warm_start", "load_actor_into_sb3", "make_ppo",
+           "ppo_model", "train_policy"]
 
 
 @dataclass(kw_only=True)
@@ -53,6 +54,7 @@ class PPOSettings:
     def __post_init__(self) -> None:
         for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs"):
             check_positive_int(name, getattr(self, name))
+        check_seed("seed", self.seed)
         if not (0 < self.gamma <= 1):
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if not (self.learning_rate > 0):
@@ -194,26 +196,46 @@ def load_actor_into_sb3(model: Any, network: PolicyNetwork) -> None:
         model.policy.action_net.bias.copy_(network.head.bias)
 
 
+def check_warm_start(network: PolicyNetwork, config: TrainConfig) -> None:
+    """A ValueError unless ``network`` can start PPO of ``config``: a direct policy (residual
+    ones see other observations) with ``config.hidden_sizes``. Checked before PPO is built."""
+    kind, sizes = network.config.kind, network.config.hidden_sizes
+    if kind != "direct":
+        raise ValueError(f"the warm start must be a 'direct' policy (it sets the LR itself), got "
+                         f"kind {kind!r}")
+    if list(sizes) != list(config.hidden_sizes):
+        raise ValueError(f"the warm start's hidden_sizes {list(sizes)} do not match the trained "
+                         f"actor's {list(config.hidden_sizes)}")
+
+
 def train_policy(
     config: TrainConfig,
     *,
     progress: bool = False,
     warm_start: PolicyNetwork | None = None,
     command: str = "",
+    partial: str | Path | None = None,
 ) -> PolicyNetwork:
-    """Train with PPO (optionally starting from a cloned actor) and export the actor."""
+    """Train with PPO (optionally starting from a cloned actor) and export the actor.
+
+    With ``partial`` (a path stem) the actor is saved there after every PPO update and on
+    Ctrl-C (then :class:`learnlr.rl.partial.TrainingInterrupted` is raised).
+    """
+    from learnlr.rl.partial import learn
+
+    if warm_start is not None:
+        check_warm_start(warm_start, config)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)  # SB3 also seeds; this covers any remaining global use
     model = make_ppo(config)
     if warm_start is not None:
         load_actor_into_sb3(model, warm_start)
-    started = time.perf_counter()
-    model.learn(total_timesteps=config.timesteps, progress_bar=progress)
     training = {
         "algorithm": "PPO (stable-baselines3)",
         "config": asdict(config),
         "warm_start": warm_start is not None,
-        "seconds": round(time.perf_counter() - started, 1),
         "command": command,
     }
-    return export_sb3_policy(model, config.policy_config(training))
+    return learn(model, config.timesteps,
+                 lambda extra: config.policy_config({**training, **extra}),
+                 partial=None if partial is None else Path(partial), progress=progress)
