@@ -64,9 +64,16 @@ def folder_problem(folder: Path) -> str | None:
     return None
 
 
+def nonempty_path(text: str) -> str:
+    """A path given as an empty string: Path("") is the current folder, which nobody means."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; name a folder or file")
+    return text
+
+
 def output_folder(text: str) -> Path:
     """A folder the command may create and write into."""
-    path = Path(text)
+    path = Path(nonempty_path(text))
     problem = folder_problem(path)
     if problem is not None:
         raise argparse.ArgumentTypeError(problem)
@@ -75,7 +82,7 @@ def output_folder(text: str) -> Path:
 
 def output_file(text: str) -> Path:
     """A file path (or path stem) the command may write: not a folder, in a writable folder."""
-    path = Path(text)
+    path = Path(nonempty_path(text))
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
     problem = folder_problem(path.parent)

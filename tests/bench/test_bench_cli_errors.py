@@ -178,3 +178,17 @@ def test_bench_checks_plugins_and_budgets_up_front(tmp_path, capsys, args, expec
     out = tmp_path / "x"
     _one_line_error(_main(capsys, "bench", *args, "--out", str(out)), *expected)
     assert not out.exists()
+
+
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(tmp_path, capsys, monkeypatch):
+    # Path("") is ".": `--out ""` used to fill the current folder with a store and a report.
+    monkeypatch.chdir(tmp_path)
+    for args, option in ((["bench", "--suite", "tiny", *TOY, "--out", ""], "--out"),
+                         (["report", ""], "DIR")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+            main(args)
+        assert exit_info.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert option in last and "empty path" in last, last
+    assert list(tmp_path.iterdir()) == []

@@ -43,8 +43,9 @@ def _bench(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
                             start_new_session=True, preexec_fn=_interactive_sigint)
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_ctrl_c_exits_130_keeps_cells_and_rerun_resumes(tmp_path, toy_env, workers):
+@pytest.mark.parametrize(("workers", "stop"), [("1", signal.SIGINT), ("2", signal.SIGINT),
+                                               ("2", signal.SIGTERM)])
+def test_ctrl_c_exits_130_keeps_cells_and_rerun_resumes(tmp_path, toy_env, workers, stop):
     out = tmp_path / "run"
     db = out / "runs.sqlite"
     args = [*SLOW, "--workers", workers, "--out", str(out)]
@@ -55,7 +56,10 @@ def test_ctrl_c_exits_130_keeps_cells_and_rerun_resumes(tmp_path, toy_env, worke
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         assert proc.poll() is None, "bench finished before Ctrl-C"
-        os.killpg(proc.pid, signal.SIGINT)
+        if stop == signal.SIGINT:
+            os.killpg(proc.pid, stop)  # a terminal's Ctrl-C reaches the whole group
+        else:
+            os.kill(proc.pid, stop)  # docker stop, a scheduler: the main process only
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -128,3 +132,53 @@ def test_a_cell_stored_first_elsewhere_counts_as_theirs(tmp_path):
         run.run([config], "cells", "main")
         assert store.count_cells() == 1 and store.claims() == []
     assert (plan.computed, plan.by_others) == (0, 1)
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (its pool workers), from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def _is_pool_worker(pid: int) -> bool:
+    """A spawned pool worker (not multiprocessing's resource tracker, also a child)."""
+    with open(f"/proc/{pid}/cmdline") as f:
+        cmdline = f.read()
+    return "spawn_main" in cmdline and "resource_tracker" not in cmdline
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the pool workers in /proc")
+def test_a_killed_pool_worker_ends_the_run_in_one_line_and_keeps_the_cells(tmp_path, toy_env):
+    # What an out-of-memory kill does: one worker dies mid-run. Before, BrokenProcessPool
+    # ended the bench with a traceback.
+    out = tmp_path / "run"
+    db = out / "runs.sqlite"
+    args = [*SLOW, "--workers", "2", "--out", str(out)]
+    proc = _bench(args, toy_env)
+    try:
+        deadline = time.monotonic() + 90
+        while _count(db) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        workers = [p for p in _children(proc.pid) if _is_pool_worker(p)]
+        assert proc.poll() is None and workers, "bench finished before the kill"
+        os.kill(workers[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    assert "worker process died" in err.strip().splitlines()[-1]
+    with ExperimentStore(db) as store:
+        assert store.claims() == []
+        assert len(store.cells()) >= 2

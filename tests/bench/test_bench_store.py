@@ -154,6 +154,21 @@ def test_a_replanned_cell_supersedes_the_old_main_cell(tmp_path):
         assert store.trajectory(old_rl.config.hash).lr == old_rl.trajectory_lr
 
 
+def test_another_purpose_never_takes_a_cell_out_of_the_report(tmp_path):
+    # An RL training run (purpose "rl-base") that reuses benchmark cells used to relabel them,
+    # and `learnlr report` (main cells only) then lost them.
+    with ExperimentStore(tmp_path / "runs.sqlite") as store:
+        main, tune = _result("cosine", 0, 0.4), _result("constant", 0, 0.5)
+        store.write_cell(main, suite="full", purpose="main")
+        store.write_cell(tune, suite="full", purpose="tune")
+        store.mark_purpose({main.config.hash, tune.config.hash}, "rl-base")
+        assert [c.hash for c in store.cells(purpose="main")] == [main.config.hash]
+        assert [c.hash for c in store.cells(purpose="rl-base")] == [tune.config.hash]
+        store.mark_purpose({tune.config.hash}, "main")  # promotion still works
+        assert {c.hash for c in store.cells(purpose="main")} == {main.config.hash,
+                                                                  tune.config.hash}
+
+
 def test_cells_of_other_lr_tracks_are_not_superseded(tmp_path):
     import dataclasses
 

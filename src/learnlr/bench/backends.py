@@ -23,12 +23,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from learnlr.bench.records import CellConfig, CellResult
 from learnlr.bench.runner import run_cell
+from learnlr.errors import UserError
 
 BACKENDS = ("local", "ray")
+
+
+class WorkerDied(UserError):
+    """A pool worker process ended mid-run (killed, out of memory): the pool cannot go on."""
 
 
 class Executor:
@@ -92,6 +98,7 @@ class PoolExecutor(Executor):
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_pool_worker, initargs=(os.getpid(),))
         self._futures: set[concurrent.futures.Future[CellResult]] = set()
+        self._broken = False
 
     def submit(self, config: CellConfig) -> None:
         self._futures.add(self._pool.submit(_run_cell_task, config.to_json(), self._plugins))
@@ -99,7 +106,18 @@ class PoolExecutor(Executor):
     def wait(self, timeout: float) -> list[CellResult]:
         done, self._futures = concurrent.futures.wait(
             self._futures, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
-        return [future.result() for future in done]
+        results = []
+        for future in done:
+            try:
+                results.append(future.result())
+            except BrokenProcessPool:
+                # A worker was killed: every cell still in the pool is lost. The results that
+                # did come back go to the store first; the next call then ends the run.
+                self._broken = True
+        if self._broken and not results:
+            raise WorkerDied("a worker process died (killed, or out of memory?); the finished "
+                             "cells are saved; re-run the same command to resume")
+        return results
 
     def close(self, *, abort: bool) -> None:
         """Shut the pool down; ``abort`` (an error or Ctrl-C) stops running cells at once."""

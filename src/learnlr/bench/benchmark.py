@@ -258,7 +258,8 @@ def run_benchmark(request: BenchRequest, progress: Progress | None = None) -> Be
                 seeds = request.seeds if request.seeds is not None else suite.seeds
                 plan.main = _main_grid(plan, suite, budgets, optimizers, schedules,
                                        range(request.first_seed, request.first_seed + seeds))
-                store.supersede(plan.main)
+                if request.purpose == "main":  # other purposes never demote report cells
+                    store.supersede(plan.main)
                 store.mark_purpose(plan.main_hashes, request.purpose)
                 run.run(plan.main, "running cells", request.purpose)
         finally:

@@ -8,11 +8,14 @@ Exit codes: 0 success, 2 bad usage or an unusable store / output folder, 130 int
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import shlex
+import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,8 @@ from learnlr.bench.schedules import OPTIMIZERS, SCHEDULES, expand_schedule_names
 from learnlr.bench.store import STORE_FILENAME, ExperimentStore, StoreError
 from learnlr.bench.suites import SUITES
 from learnlr.bench.workloads import load_workloads
-from learnlr.cli_args import folder_problem, positive_int
+from learnlr.cli_args import folder_problem, nonempty_path, positive_int
+from learnlr.errors import UserError
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
@@ -64,6 +68,8 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]
         except UsageError as exc:
             return _usage_error(str(exc))
         except StoreError as exc:
+            return _usage_error(str(exc))
+        except UserError as exc:  # e.g. a pool worker killed mid-run (WorkerDied)
             return _usage_error(str(exc))
         except sqlite3.DatabaseError as exc:  # corruption found past the store's open checks
             return _usage_error(f"{_store_path(args)}: {exc} (the file was left as it was)")
@@ -308,6 +314,26 @@ def _bench_request(args: argparse.Namespace) -> BenchRequest:
     )
 
 
+@contextlib.contextmanager
+def _stops_as_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGHUP (``docker stop``, a batch scheduler, a closed ssh session) end the run
+    as Ctrl-C does: running cells stopped, claims released, "N cells saved" and exit 130."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only main may set them
+        yield
+        return
+    stops = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, interrupt) for sig in stops}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @_one_line_errors
 def _bench(args: argparse.Namespace) -> int:
     from learnlr.bench.report import REPORT_FILENAME, write_report
@@ -318,7 +344,7 @@ def _bench(args: argparse.Namespace) -> int:
     # Recorded before any cell runs, so `learnlr report` can name it even after a Ctrl-C.
     with ExperimentStore(request.out_dir / STORE_FILENAME) as store:
         store.record_command(command, request.suite.name)
-    with _RichProgress(args) as progress:
+    with _RichProgress(args) as progress, _stops_as_interrupts():
         plan = run_benchmark(request, progress)
     summary = write_report(request.out_dir, hashes=plan.main_hashes, plugins=request.plugins,
                            command=command)
@@ -440,7 +466,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "schedule's grid (default); per-schedule: each fixed schedule also gets "
                        "its own from the grid (AlgoPerf's external tuning: the strongest "
                        "baselines; use its own --out)")
-    bench.add_argument("--out", required=True, metavar="DIR",
+    bench.add_argument("--out", required=True, metavar="DIR", type=nonempty_path,
                        help="output folder: runs.sqlite, summary.json, report.md, plots")
     _add_plugin(bench)
     bench.set_defaults(func=_bench)
@@ -449,12 +475,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report", help="rebuild report.md, summary.json and plots from DIR/runs.sqlite",
         description="Summarize the comparison cells stored in DIR/runs.sqlite (all of them, or "
         "those of one suite / some workloads) into report.md, summary.json and plots.")
-    report.add_argument("dir", metavar="DIR")
+    report.add_argument("dir", metavar="DIR", type=nonempty_path)
     report.add_argument("--suite", choices=sorted(SUITES),
                         help="only cells run by this suite (a folder may hold several)")
     report.add_argument("--workloads", nargs="+", type=_names, metavar="NAME",
                         help="only these workloads")
-    report.add_argument("--out", metavar="FOLDER",
+    report.add_argument("--out", metavar="FOLDER", type=nonempty_path,
                         help="write the report files here instead of DIR (DIR is only read)")
     _add_plugin(report)
     report.set_defaults(func=_report)

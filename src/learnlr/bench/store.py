@@ -365,11 +365,17 @@ class ExperimentStore:
             (command, suite, time.time()))
 
     def mark_purpose(self, hashes: set[str], purpose: str) -> None:
-        """Set the purpose of already stored cells (a tuning run reused by the main grid)."""
+        """Set the purpose of already stored cells (a tuning run reused by the main grid).
+
+        A ``"main"`` cell keeps its purpose: a run for another purpose (an RL training run's
+        base cells, ``"rl-base"``) that reuses a benchmark cell must not take it out of the
+        benchmark's report.
+        """
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.executemany(
-                "UPDATE cells SET purpose = ? WHERE hash = ?", [(purpose, h) for h in hashes]
+                "UPDATE cells SET purpose = ? WHERE hash = ? AND (purpose != 'main' OR ? = 'main')",
+                [(purpose, h, purpose) for h in hashes],
             )
             self._conn.execute("COMMIT")
         except BaseException:
