@@ -1,4 +1,5 @@
-"""GreedyLR under torch.distributed: 2 real processes (torch.multiprocessing.spawn, gloo, CPU).
+"""GreedyLR and SLS under torch.distributed: 2 real processes (torch.multiprocessing.spawn, gloo,
+CPU).
 
 The test runs this file as a script in a subprocess (so the spawned workers can import it by path
 whatever pytest's import mode), the workers write what each rank saw to JSON, and the test
@@ -18,9 +19,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from learnlr import GreedyLR
+from learnlr.torch.line_search import SLS
 
 WORLD_SIZE = 2
 STEPS = 60
+SLS_STEPS = 8
 SCHED = {"factor": 0.8, "patience": 1, "window": 1, "max_lr": 10.0}
 
 
@@ -84,6 +87,30 @@ def run_brake(rank: int, reduce) -> list[float]:
     return lrs
 
 
+def run_ddp_sls(rank: int, reset_option: int) -> dict:
+    """DDP(Linear) with SLS at a large initial step, each rank on its own shard and target, so
+    the local losses (and local Armijo decisions) differ from rank to rank."""
+    torch.manual_seed(0)  # same initial weights on every rank (DDP also broadcasts them)
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 1))
+    opt = SLS(model.parameters(), lr=10.0, beta=0.7, reset_option=reset_option,
+              n_batches_per_epoch=4)
+    gen = torch.Generator().manual_seed(100 + rank)
+    w_true = torch.tensor([[1.0, -2.0, 0.5, 3.0]]) * (1 + 3 * rank)
+    params, sizes = [], []
+    for _ in range(SLS_STEPS):
+        x = torch.randn(16, 4, generator=gen)
+        y = x @ w_true.T
+
+        def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
+            return torch.nn.functional.mse_loss(model(x), y)
+
+        opt.step(closure)
+        params.append([v for p in model.parameters() for v in p.detach().reshape(-1).tolist()])
+        sizes.append(opt.param_groups[0]["lr"])
+    return {"params": params, "sizes": sizes, "n_forwards": opt.state["n_forwards"],
+            "n_backtracks": opt.state["n_backtracks"]}
+
+
 def worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)  # two workers on a 2-core box
     dist.init_process_group(
@@ -97,6 +124,8 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
         result["ddp_none"] = run_ddp_training(rank, None)
         result["brake_mean"] = run_brake(rank, "mean")
         result["brake_none"] = run_brake(rank, None)
+        for option in (0, 1, 2):
+            result[f"sls_reset{option}"] = run_ddp_sls(rank, option)
     finally:
         dist.destroy_process_group()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
@@ -164,13 +193,22 @@ def test_real_ddp_training_keeps_ranks_in_step_only_with_reduction(ranks):
     assert all(math.isfinite(v) for v in mean0 + none0 + none1)
 
 
-
 def test_the_brake_takes_the_same_descents_on_every_rank_only_with_reduction(ranks):
     mean0, mean1 = ranks[0]["brake_mean"], ranks[1]["brake_mean"]
     assert mean0 == mean1
     assert mean0[-1] < 0.1  # the mean loss doubled: the brake fired on both ranks
     none0, none1 = ranks[0]["brake_none"], ranks[1]["brake_none"]
     assert none0[-1] == 0.1 > none1[-1]  # alone, only the unstable rank brakes
+
+
+@pytest.mark.parametrize("reset_option", [0, 1, 2])
+def test_sls_under_ddp_ranks_take_the_same_steps_and_stay_identical(ranks, reset_option):
+    r0, r1 = ranks[0][f"sls_reset{reset_option}"], ranks[1][f"sls_reset{reset_option}"]
+    assert r0["n_backtracks"] > 0  # lr=10 is too large: the search really backtracked
+    assert r0["sizes"] == r1["sizes"]
+    assert r0["n_forwards"] == r1["n_forwards"]
+    assert r0["params"] == r1["params"]  # bit-for-bit, at every step
+    assert r0["params"][-1] != r0["params"][0]  # and the model moved
 
 
 if __name__ == "__main__":
