@@ -121,6 +121,11 @@ def test_non_finite_lr_is_stored_as_null_and_old_stores_are_migrated(tmp_path):
     # A store created before lr became nullable: the old NOT NULL column.
     conn = sqlite3.connect(path)
     conn.executescript(
+        "CREATE TABLE cells (hash TEXT PRIMARY KEY, workload TEXT NOT NULL, optimizer TEXT NOT"
+        " NULL, schedule TEXT NOT NULL, seed INTEGER NOT NULL, base_lr REAL NOT NULL,"
+        " budget_steps INTEGER NOT NULL, suite TEXT NOT NULL, purpose TEXT NOT NULL, status TEXT"
+        " NOT NULL, final_val_loss REAL, best_val_loss REAL, config_json TEXT NOT NULL,"
+        " results_json TEXT NOT NULL, finished_at REAL NOT NULL);"
         "CREATE TABLE trajectory (hash TEXT NOT NULL, step INTEGER NOT NULL, lr REAL NOT NULL,"
         " train_loss REAL, PRIMARY KEY (hash, step)) WITHOUT ROWID;"
         "INSERT INTO trajectory VALUES ('old', 0, 0.5, 1.0);"
@@ -261,6 +266,23 @@ def test_store_refuses_files_it_does_not_recognise(tmp_path):
     with pytest.raises(StoreError, match="no such store"):
         ExperimentStore(tmp_path / "missing.sqlite", readonly=True)
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+@pytest.mark.parametrize("table", ["trajectory (t INTEGER, x REAL, y REAL)",
+                                   "cells (row INTEGER, col INTEGER, value REAL)"])
+def test_a_foreign_database_sharing_a_table_name_is_refused_and_left_as_it_was(tmp_path, table):
+    # One table name in common used to pass: the store then added its tables and switched the
+    # file to WAL before failing, while saying the file "was left as it was".
+    path = tmp_path / "runs.sqlite"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"CREATE TABLE {table}")
+        conn.execute(f"INSERT INTO {table.split()[0]} VALUES (1, 2, 3)")
+        conn.commit()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not a learnlr store"):
+        ExperimentStore(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.sqlite"]
 
 
 def _locked_for(calls: int):

@@ -71,8 +71,11 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]
             return _usage_error(str(exc))
         except UserError as exc:  # e.g. a pool worker killed mid-run (WorkerDied)
             return _usage_error(str(exc))
-        except sqlite3.DatabaseError as exc:  # corruption found past the store's open checks
-            return _usage_error(f"{_store_path(args)}: {exc} (the file was left as it was)")
+        except sqlite3.DatabaseError as exc:  # corruption or a full disk, past the open checks
+            saved = getattr(args, "saved_cells", 0)
+            kept = (f"{saved} cells saved; re-run to resume" if saved
+                    else "the file was left as it was")
+            return _usage_error(f"{_store_path(args)}: {exc} ({kept})")
         except OSError as exc:  # writing report.md / plots: unwritable folder, disk full, ...
             if exc.filename is None:
                 return _usage_error(str(exc))

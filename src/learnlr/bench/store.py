@@ -48,7 +48,8 @@ from learnlr.errors import UserError
 
 STORE_FILENAME = "runs.sqlite"
 _SQLITE_HEADER = b"SQLite format 3\x00"
-_STORE_TABLES = {"cells", "trajectory", "evals", "base_lrs"}
+_CELL_COLUMNS = {"hash", "workload", "optimizer", "schedule", "seed", "config_json",
+                 "results_json"}
 
 
 class StoreError(UserError):
@@ -137,7 +138,10 @@ def _check_tables(path: Path, conn: sqlite3.Connection) -> None:
     """Refuse a SQLite database that holds other tables than a store's (someone else's file)."""
     tables = {name for (name,) in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if tables and not tables & _STORE_TABLES:
+    # Every store ever written has a cells table with these columns; one table name in common
+    # (someone's "trajectory") is not enough, and the checks below would then change the file.
+    cells = {row[1] for row in conn.execute("PRAGMA table_info(cells)")}
+    if tables and not _CELL_COLUMNS <= cells:
         conn.close()
         raise StoreError(f"{path} is a SQLite database but not a learnlr store (tables: "
                          f"{', '.join(sorted(tables))}); it was left as it was")
