@@ -192,3 +192,10 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(tmp_path, capsys,
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert option in last and "empty path" in last, last
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_of_a_store_without_comparison_cells_is_a_usage_error(tmp_path, capsys):
+    # It used to write an empty "0 cells" report (and a matplotlib warning) and exit 0.
+    ExperimentStore(tmp_path / "runs.sqlite").close()
+    _one_line_error(_main(capsys, "report", str(tmp_path)), "no comparison cells")
+    assert not (tmp_path / "report.md").exists()

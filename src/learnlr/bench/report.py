@@ -557,6 +557,8 @@ def write_report(
     with ExperimentStore(path, readonly=True) as store:
         cells = store.cells(hashes=hashes) if hashes is not None else store.cells(purpose="main")
         cells = only.apply(cells) if only is not None else cells
+        if not cells and hashes is None:  # an empty report would read as a finished one
+            raise ValueError(f"no comparison cells in {path} (run `learnlr bench` first)")
         # report.md is rendered from the raw summary: JSON has no inf, and a diverged run must
         # read "diverged", not "-" (missing).
         raw = summarize({"config": c.config, "results": c.results} for c in cells)
