@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from bench_toy_workload import CALL_LOG_ENV, TOY_PLUGIN
@@ -43,28 +44,39 @@ def _bench(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
                             start_new_session=True, preexec_fn=_interactive_sigint)
 
 
+def _stop_after_cells(args: list[str], env: dict[str, str], db, cells: int,
+                      stop: Callable[[subprocess.Popen[str]], None]) -> tuple[int, str]:
+    """Start bench, wait until ``db`` holds ``cells`` cells, ``stop(proc)``; (exit code, stderr)."""
+    proc = _bench(args, env)
+    try:
+        deadline = time.monotonic() + 90
+        while _count(db) < cells and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert proc.poll() is None, "bench finished before it was stopped"
+        stop(proc)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, err
+
+
 @pytest.mark.parametrize(("workers", "stop"), [("1", signal.SIGINT), ("2", signal.SIGINT),
                                                ("2", signal.SIGTERM)])
 def test_ctrl_c_exits_130_keeps_cells_and_rerun_resumes(tmp_path, toy_env, workers, stop):
     out = tmp_path / "run"
     db = out / "runs.sqlite"
     args = [*SLOW, "--workers", workers, "--out", str(out)]
-    proc = _bench(args, toy_env)
-    try:
-        deadline = time.monotonic() + 90
-        while _count(db) < 3 and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        assert proc.poll() is None, "bench finished before Ctrl-C"
+
+    def send(proc: subprocess.Popen[str]) -> None:
         if stop == signal.SIGINT:
             os.killpg(proc.pid, stop)  # a terminal's Ctrl-C reaches the whole group
         else:
             os.kill(proc.pid, stop)  # docker stop, a scheduler: the main process only
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
+
+    returncode, err = _stop_after_cells(args, toy_env, db, 3, send)
+    assert returncode == 130, err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     match = re.search(r"(\d+) cells saved; re-run to resume", last)
@@ -163,20 +175,14 @@ def test_a_killed_pool_worker_ends_the_run_in_one_line_and_keeps_the_cells(tmp_p
     out = tmp_path / "run"
     db = out / "runs.sqlite"
     args = [*SLOW, "--workers", "2", "--out", str(out)]
-    proc = _bench(args, toy_env)
-    try:
-        deadline = time.monotonic() + 90
-        while _count(db) < 2 and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
+
+    def kill_a_worker(proc: subprocess.Popen[str]) -> None:
         workers = [p for p in _children(proc.pid) if _is_pool_worker(p)]
-        assert proc.poll() is None and workers, "bench finished before the kill"
+        assert workers, "no pool worker to kill"
         os.kill(workers[0], signal.SIGKILL)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 2, err
+
+    returncode, err = _stop_after_cells(args, toy_env, db, 2, kill_a_worker)
+    assert returncode == 2, err
     assert "Traceback" not in err
     assert "worker process died" in err.strip().splitlines()[-1]
     with ExperimentStore(db) as store:
